@@ -1,0 +1,42 @@
+# sqsworker — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+SQS_SERVER_DIR := tools/sqs-server
+SQS_SERVER := $(SQS_SERVER_DIR)/node_modules/.bin/node
+GOLANGCI_LINT_VERSION := v2.6.2
+BIN := bin
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+tools: $(SQS_SERVER) ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server)
+
+$(SQS_SERVER): $(SQS_SERVER_DIR)/package.json $(SQS_SERVER_DIR)/package-lock.json
+	cd $(SQS_SERVER_DIR) && npm ci --no-audit --no-fund --engine-strict=false --loglevel=error
+	@touch $@
+
+build: ## Build bin/worker
+	$(GO) build -o $(BIN)/worker ./cmd/worker
+
+demo: tools build ## Run the whole job end to end against a local server and print a summary
+	$(GO) build -o $(BIN)/demo-handler ./examples/handler
+	$(GO) run ./examples/demo --worker $(BIN)/worker --handler $(BIN)/demo-handler
+
+test: tools ## Run every test (with -race), after gofmt and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench: tools ## Run the benchmarks and print their figures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
+
+lint: ## Run golangci-lint (installed from the Go module proxy on first use)
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+clean: ## Remove build output
+	rm -rf $(BIN)
+
+.PHONY: help tools build demo test bench lint clean

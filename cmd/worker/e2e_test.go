@@ -1,0 +1,204 @@
+package main
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sqsworker/sqsworker/internal/sqstest"
+)
+
+// sendAll creates a queue and sends n numbered bodies to it.
+func sendAll(t *testing.T, prefix string, n int, opts sqstest.QueueOptions) (sqstest.Queue, []string) {
+	t.Helper()
+	q, err := server.CreateQueue(ctxT(t), prefix, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bodies(prefix, n)
+	if err := server.SendBodies(ctxT(t), q.URL, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	return q, b
+}
+
+func depth(t *testing.T, url string) sqstest.Depth {
+	t.Helper()
+	d, err := server.QueueDepth(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func requestsPerMessage(m map[string]float64) float64 {
+	return m["sqsworker_sqs_requests_total"] / m["sqsworker_messages_received_total"]
+}
+
+func TestFiveThousandMessagesNoneLost(t *testing.T) {
+	const n = 5000
+	q, sent := sendAll(t, "e2e-5k", n, sqstest.QueueOptions{})
+	rec := newRecorder(t, nil)
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "32", "--fetchers", "4", "--wait-time", "2s")
+
+	eventually(t, 3*time.Minute, "every message deleted", func() bool {
+		return w.scrape()["sqsworker_messages_deleted_total"] >= n
+	})
+	m := w.scrape()
+	rpm := requestsPerMessage(m)
+	if code := w.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("exit status %d, want 0", code)
+	}
+
+	counts, total := rec.snapshot()
+	lost, dup := 0, 0
+	for _, b := range sent {
+		switch c := counts[b]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dup += c - 1
+		}
+	}
+	d := depth(t, q.URL)
+	t.Logf("figures: sent=%d handled=%d lost=%d duplicates=%d visible=%d in_flight=%d sqs_requests_per_message=%.3f",
+		n, total, lost, dup, d.Visible, d.InFlight, rpm)
+	if lost != 0 || d.Visible != 0 || d.InFlight != 0 {
+		t.Fatalf("lost %d, queue visible %d, in flight %d: want all 0", lost, d.Visible, d.InFlight)
+	}
+	// Coalescing: one receive and one delete per ten messages is 0.2.
+	if rpm > 0.25 {
+		t.Errorf("%.3f SQS requests per message, want <= 0.25", rpm)
+	}
+}
+
+func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
+	q, sent := sendAll(t, "e2e-long", 3, sqstest.QueueOptions{VisibilityTimeout: 2})
+	release := make(chan struct{})
+	rec := newRecorder(t, func(string, int) int { <-release; return 200 })
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--visibility-timeout", "2s", "--wait-time", "1s")
+
+	// Hold the handlers for 3x the visibility timeout, measured from when
+	// they all started, then let them finish.
+	eventually(t, 30*time.Second, "3 handlers running", func() bool { _, n := rec.snapshot(); return n == 3 })
+	held := time.After(6500 * time.Millisecond)
+	<-held
+	close(release)
+	eventually(t, 30*time.Second, "3 deletes", func() bool { return w.scrape()["sqsworker_messages_deleted_total"] == 3 })
+	m := w.scrape()
+	w.stop(syscall.SIGTERM, time.Minute)
+
+	counts, _ := rec.snapshot()
+	for _, b := range sent {
+		if counts[b] != 1 {
+			t.Errorf("%s handled %d times, want 1 (redelivered while its handler ran)", b, counts[b])
+		}
+	}
+	calls := m["sqsworker_sqs_requests_total{action=ChangeMessageVisibilityBatch,outcome=ok}"]
+	t.Logf("figures: extensions=%v change_visibility_batch_calls=%v", m["sqsworker_visibility_extensions_total"], calls)
+	if calls < 2 || m["sqsworker_visibility_extensions_total"] < 6 {
+		t.Errorf("want >= 2 ChangeMessageVisibilityBatch calls extending >= 6 leases, got %v calls, %v extensions",
+			calls, m["sqsworker_visibility_extensions_total"])
+	}
+	if d := depth(t, q.URL); d.Visible+d.InFlight != 0 {
+		t.Errorf("queue not empty: %+v", d)
+	}
+}
+
+func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
+	q, err := server.CreateQueue(ctxT(t), "e2e-poison", sqstest.QueueOptions{MaxReceiveCount: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bodies("good", 200)
+	all := append([]string{"poison-1"}, good...)
+	if err := server.SendBodies(ctxT(t), q.URL, all, nil); err != nil {
+		t.Fatal(err)
+	}
+	var firstFail time.Time
+	var gaps []time.Duration
+	var last time.Time
+	rec := newRecorder(t, func(body string, n int) int {
+		if strings.HasPrefix(body, "poison") {
+			now := time.Now()
+			if n == 1 {
+				firstFail = now
+			} else {
+				gaps = append(gaps, now.Sub(last))
+			}
+			last = now
+			return 500
+		}
+		return 200
+	})
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL,
+		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s", "--wait-time", "1s")
+
+	eventually(t, time.Minute, "the poison message in the DLQ", func() bool { return depth(t, q.DLQURL).Visible == 1 })
+	eventually(t, time.Minute, "every good message deleted", func() bool {
+		return w.scrape()["sqsworker_messages_deleted_total"] == float64(len(good))
+	})
+	m := w.scrape()
+	w.stop(syscall.SIGTERM, time.Minute)
+
+	counts, _ := rec.snapshot()
+	for _, b := range good {
+		if counts[b] != 1 {
+			t.Errorf("good message %s handled %d times, want 1", b, counts[b])
+		}
+	}
+	_ = firstFail
+	t.Logf("figures: poison_receives=%d retry_gaps=%v failures=%v dlq_visible=1",
+		counts["poison-1"], gaps, m["sqsworker_messages_processed_total{outcome=failure}"])
+	if counts["poison-1"] != 3 {
+		t.Errorf("poison handled %d times, want 3 (maxReceiveCount)", counts["poison-1"])
+	}
+	for _, g := range gaps {
+		if g < 900*time.Millisecond {
+			t.Errorf("poison came back after %s, before its 1s retry delay", g)
+		}
+	}
+	if d := depth(t, q.URL); d.Visible+d.InFlight != 0 {
+		t.Errorf("source queue not empty: %+v", d)
+	}
+}
+
+func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
+	const n = 3000
+	q, sent := sendAll(t, "e2e-term", n, sqstest.QueueOptions{VisibilityTimeout: 60})
+	rec := newRecorder(t, func(string, int) int { time.Sleep(5 * time.Millisecond); return 200 })
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16",
+		"--wait-time", "2s", "--shutdown-timeout", "20s")
+	eventually(t, time.Minute, "some messages handled", func() bool { _, total := rec.snapshot(); return total > 300 })
+	start := time.Now()
+	if code := w.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0", code)
+	}
+	took := time.Since(start)
+	firstRun, handled := rec.snapshot()
+	// Nothing is left in flight by the shutdown: what was not handled is
+	// visible again at once (the queue's own timeout is 60s).
+	d := depth(t, q.URL)
+	t.Logf("figures: shutdown_took=%s handled_before=%d visible_after=%d in_flight_after=%d", took.Round(time.Millisecond), handled, d.Visible, d.InFlight)
+	if d.InFlight != 0 {
+		t.Fatalf("%d messages left in flight after shutdown", d.InFlight)
+	}
+	if d.Visible != n-len(firstRun) {
+		t.Fatalf("visible %d after shutdown, want %d (sent %d, handled %d distinct)", d.Visible, n-len(firstRun), n, len(firstRun))
+	}
+
+	w2 := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16", "--wait-time", "1s")
+	eventually(t, 2*time.Minute, "the rest handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	w2.stop(syscall.SIGTERM, 30*time.Second)
+	counts, _ := rec.snapshot()
+	dup := 0
+	for _, b := range sent {
+		dup += counts[b] - 1
+	}
+	t.Logf("figures: lost=0 duplicates=%d", dup)
+	if dup != 0 {
+		t.Errorf("%d messages handled twice across the restart, want 0", dup)
+	}
+}

@@ -1,0 +1,62 @@
+package fetch
+
+import (
+	"context"
+	"sync"
+)
+
+// Limiter is the in-flight limit: room for leases, taken before a receive
+// and given back when a lease ends. Fetching only what there is room for
+// means the worker never holds more leases than it can keep alive.
+type Limiter struct {
+	mu    sync.Mutex
+	free  int
+	limit int
+	wake  chan struct{} // closed and replaced whenever room is given back
+}
+
+// NewLimiter returns a Limiter with room for limit leases.
+func NewLimiter(limit int) *Limiter {
+	return &Limiter{free: limit, limit: limit, wake: make(chan struct{})}
+}
+
+// Acquire waits until want units are free (want is capped at the limit),
+// takes them, and returns how many it took. It returns ctx's error if ctx
+// is done first.
+func (l *Limiter) Acquire(ctx context.Context, want int) (int, error) {
+	want = min(want, l.limit)
+	for {
+		l.mu.Lock()
+		if l.free >= want {
+			l.free -= want
+			l.mu.Unlock()
+			return want, nil
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// Release gives back n units.
+func (l *Limiter) Release(n int) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	l.free += n
+	close(l.wake)
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// InUse is the number of units taken.
+func (l *Limiter) InUse() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limit - l.free
+}

@@ -1,0 +1,238 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/message"
+)
+
+const (
+	// DefaultOutputLimit is how many bytes of stdout and of stderr are kept
+	// when ExecConfig.OutputLimit is zero.
+	DefaultOutputLimit = 4096
+	// execKillDelay is how long a cancelled command gets between SIGTERM and
+	// SIGKILL to finish cleanly.
+	execKillDelay = 5 * time.Second
+)
+
+// ExecConfig configures the command handler.
+type ExecConfig struct {
+	// Argv is the command and its arguments, run without a shell. Required.
+	Argv []string
+	// Timeout bounds one run, on top of the ctx passed to Handle.
+	// Defaults to 0: ctx alone bounds it.
+	Timeout time.Duration
+	// OutputLimit is how many bytes of stdout and of stderr are kept for
+	// logs and errors. Defaults to DefaultOutputLimit.
+	OutputLimit int
+}
+
+// Exec runs a command per message: the body on stdin, the metadata in
+// SQS_* environment variables. Exit status 0 is success.
+type Exec struct {
+	argv        []string
+	path        string
+	timeout     time.Duration
+	outputLimit int
+	environ     []string
+	killDelay   time.Duration
+	logger      *zap.Logger
+}
+
+// NewExec validates cfg and resolves the command once, so a typo fails at
+// startup rather than on every message.
+func NewExec(cfg ExecConfig, logger *zap.Logger) (*Exec, error) {
+	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
+		return nil, errors.New("--exec: no command given; pass the program and its arguments, such as --exec ./process.sh")
+	}
+	p, err := exec.LookPath(cfg.Argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("--exec: find command %q: %w; give its full path or add its directory to PATH", cfg.Argv[0], err)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("--exec-timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
+	}
+	if cfg.OutputLimit < 0 {
+		return nil, fmt.Errorf("--exec-output-limit %d: must be 0 (default %d) or positive", cfg.OutputLimit, DefaultOutputLimit)
+	}
+	if cfg.OutputLimit == 0 {
+		cfg.OutputLimit = DefaultOutputLimit
+	}
+	return &Exec{
+		argv:        append([]string(nil), cfg.Argv...),
+		path:        p,
+		timeout:     cfg.Timeout,
+		outputLimit: cfg.OutputLimit,
+		environ:     os.Environ(),
+		killDelay:   execKillDelay,
+		logger:      logger.Named("exec"),
+	}, nil
+}
+
+// Handle runs the command for msg and waits for it to exit.
+func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
+	runCtx := ctx
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+
+	stdout := &capWriter{limit: e.outputLimit}
+	stderr := &capWriter{limit: e.outputLimit}
+	cmd := exec.CommandContext(runCtx, e.path, e.argv[1:]...)
+	cmd.Args[0] = e.argv[0]
+	cmd.Stdin = strings.NewReader(msg.Body)
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	cmd.Env = e.env(msg)
+	// Its own process group, so a signal reaches everything the command
+	// started (a shell script's children), not just the command itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
+	// After SIGTERM, wait this long before SIGKILL and before giving up on
+	// pipes that orphaned grandchildren hold open.
+	cmd.WaitDelay = e.killDelay
+
+	start := time.Now()
+	err := cmd.Run()
+	if runCtx.Err() != nil && cmd.Process != nil {
+		// The leader may be gone while children that ignored SIGTERM live on;
+		// they still share its group.
+		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	}
+	elapsed := time.Since(start)
+
+	// A command that exited 0 finished its work even if ctx ended just after.
+	if err == nil {
+		e.logger.Debug("command succeeded",
+			zap.String("message_id", msg.ID),
+			zap.Duration("duration", elapsed),
+			zap.String("stdout", stdout.String()),
+			zap.String("stderr", stderr.String()))
+		return nil
+	}
+
+	what := fmt.Sprintf("run %s for message %s", e.argv[0], msg.ID)
+	output := fmt.Sprintf("stderr: %q; stdout: %q", stderr.String(), stdout.String())
+	switch {
+	case runCtx.Err() != nil && ctx.Err() == nil:
+		return fmt.Errorf("%s: killed after %s (--exec-timeout); %s: %w", what, e.timeout, output, runCtx.Err())
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s: cancelled after %s: %w; %s", what, elapsed.Round(time.Millisecond), context.Cause(ctx), output)
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("%s: killed by signal %d (%s): %w; %s", what, ws.Signal(), ws.Signal(), err, output)
+		}
+		return fmt.Errorf("%s: exit code %d: %w; %s", what, exitErr.ExitCode(), err, output)
+	}
+	return fmt.Errorf("%s: %w; %s", what, err, output)
+}
+
+// env is the worker's environment plus the message's metadata. exec keeps
+// the last value of a duplicated name, so ours win over inherited ones.
+func (e *Exec) env(msg *message.Message) []string {
+	env := append([]string(nil), e.environ...)
+	env = append(env,
+		"SQS_MESSAGE_ID="+msg.ID,
+		"SQS_RECEIVE_COUNT="+strconv.Itoa(msg.ReceiveCount),
+		"SQS_QUEUE_URL="+msg.QueueURL,
+		"SQS_FIRST_RECEIVED_AT="+msg.FirstReceivedAt.UTC().Format(time.RFC3339),
+	)
+	if msg.GroupID != "" {
+		env = append(env, "SQS_MESSAGE_GROUP_ID="+msg.GroupID)
+	}
+	names := make([]string, 0, len(msg.Attributes))
+	for name := range msg.Attributes {
+		names = append(names, name)
+	}
+	sort.Strings(names) // names that map to the same variable: the last in order wins, every time
+	for _, name := range names {
+		v, ok := msg.StringAttribute(name)
+		// The kernel cannot pass a NUL inside an environment string.
+		if !ok || strings.IndexByte(v, 0) >= 0 {
+			continue
+		}
+		env = append(env, "SQS_ATTR_"+envName(name)+"="+v)
+	}
+	return env
+}
+
+// envName upper-cases name and replaces anything a shell would not accept
+// in a variable name with '_'.
+func envName(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// killGroup signals the process group led by pid. A group that is already
+// gone counts as done, so exec does not report the cancellation as a failure
+// of its own.
+func killGroup(pid int, sig syscall.Signal) error {
+	if err := syscall.Kill(-pid, sig); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return os.ErrProcessDone
+		}
+		return fmt.Errorf("signal process group %d with %s: %w", pid, sig, err)
+	}
+	return nil
+}
+
+// capWriter keeps the first and last limit/2 bytes written, so both the
+// start of the output and the final error line survive truncation. It never
+// fails a write: the child must not see EPIPE because we stopped listening.
+type capWriter struct {
+	limit   int
+	head    []byte
+	tail    []byte
+	dropped int64
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	headMax := w.limit - w.limit/2
+	if room := headMax - len(w.head); room > 0 {
+		k := min(room, len(p))
+		w.head = append(w.head, p[:k]...)
+		p = p[k:]
+	}
+	tailMax := w.limit / 2
+	w.tail = append(w.tail, p...)
+	if excess := len(w.tail) - tailMax; excess > 0 && len(w.tail) > 2*tailMax {
+		// Compact only when the slack is large, so writes stay amortised O(n).
+		w.dropped += int64(excess)
+		w.tail = append(w.tail[:0], w.tail[excess:]...)
+	}
+	return n, nil
+}
+
+func (w *capWriter) String() string {
+	tail := w.tail
+	dropped := w.dropped
+	if excess := len(tail) - w.limit/2; excess > 0 {
+		dropped += int64(excess)
+		tail = tail[excess:]
+	}
+	if dropped == 0 {
+		return string(w.head) + string(tail)
+	}
+	return fmt.Sprintf("%s…[%d bytes omitted]…%s", w.head, dropped, tail)
+}

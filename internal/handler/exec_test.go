@@ -1,0 +1,285 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func newTestExec(t *testing.T, cfg ExecConfig) (*Exec, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	e, err := NewExec(cfg, zap.New(core))
+	if err != nil {
+		t.Fatalf("NewExec: %v", err)
+	}
+	return e, logs
+}
+
+func shell(script string, args ...string) []string {
+	return append([]string{"/bin/sh", "-c", script, "sh"}, args...)
+}
+
+func TestExecRun(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		script     string
+		body       string
+		limit      int
+		wantStdout string   // on success, as logged
+		wantErr    []string // substrings; nil means success
+	}{
+		{
+			name:       "stdin",
+			script:     `cat`,
+			body:       "hello body",
+			wantStdout: "hello body",
+		},
+		{
+			name: "environment",
+			script: `printf '%s|%s|%s|%s|%s|%s|%s|%s' "$SQS_MESSAGE_ID" "$SQS_RECEIVE_COUNT" "$SQS_QUEUE_URL" ` +
+				`"$SQS_FIRST_RECEIVED_AT" "$SQS_MESSAGE_GROUP_ID" "$SQS_ATTR_TENANT" "$SQS_ATTR_X_TRACE_ID" "${SQS_ATTR_BLOB-unset}"`,
+			wantStdout: "msg-1|3|https://sqs.eu-west-1.amazonaws.com/123456789012/orders|2025-01-02T02:04:05Z|group-a|acme|t-1|unset",
+		},
+		{
+			name:       "inherits the worker's environment",
+			script:     `printf '%s' "$PATH"`,
+			wantStdout: os.Getenv("PATH"),
+		},
+		{
+			name:   "body not read",
+			script: `exit 0`,
+			body:   strings.Repeat("b", 1<<20),
+		},
+		{
+			name:    "exit 1",
+			script:  `echo partial; echo "cannot parse" >&2; exit 1`,
+			wantErr: []string{"exit code 1", "cannot parse", "partial", "msg-1", "/bin/sh"},
+		},
+		{
+			name:    "output truncated",
+			script:  `i=0; while [ $i -lt 500 ]; do echo "line $i" >&2; i=$((i+1)); done; exit 7`,
+			limit:   64,
+			wantErr: []string{"exit code 7", "line 0", "line 499", "bytes omitted"},
+		},
+		{
+			name:    "killed by signal",
+			script:  `kill -KILL $$`,
+			wantErr: []string{"killed by signal 9 (killed)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, logs := newTestExec(t, ExecConfig{Argv: shell(tt.script), OutputLimit: tt.limit})
+			msg := testMessage()
+			msg.Body = tt.body
+			msg.Attributes["x-trace.id"] = types.MessageAttributeValue{DataType: ptr("String"), StringValue: ptr("t-1")}
+
+			err := e.Handle(t.Context(), msg)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Handle: %v", err)
+				}
+				entries := logs.FilterMessage("command succeeded").All()
+				if len(entries) != 1 {
+					t.Fatalf("got %d success log entries; want 1", len(entries))
+				}
+				if got := entries[0].ContextMap()["stdout"]; got != tt.wantStdout {
+					t.Errorf("stdout = %q; want %q", got, tt.wantStdout)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Handle succeeded; want error")
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+			if tt.limit > 0 && len(err.Error()) > 4*tt.limit+200 {
+				t.Errorf("error is %d bytes; want output truncated to about %d", len(err.Error()), tt.limit)
+			}
+		})
+	}
+}
+
+// TestExecCancel checks that cancelling ctx stops the command and everything
+// it started, whether or not it honours SIGTERM.
+func TestExecCancel(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		script    string
+		killDelay time.Duration
+	}{
+		// A kill delay far beyond the deadline proves SIGTERM did the work.
+		{name: "sigterm reaches grandchild", script: `sleep 30 & echo $! > "$1"; wait`, killDelay: time.Hour},
+		{name: "sigterm ignored", script: `trap "" TERM; sleep 30 & echo $! > "$1"; wait`, killDelay: 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			e, _ := newTestExec(t, ExecConfig{Argv: shell(tt.script, pidFile)})
+			e.killDelay = tt.killDelay
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- e.Handle(ctx, testMessage()) }()
+
+			var pid int
+			waitFor(t, "the command to start", func() bool {
+				b, err := os.ReadFile(pidFile)
+				if err != nil || !strings.HasSuffix(string(b), "\n") {
+					return false
+				}
+				pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+				return err == nil
+			})
+			cancel()
+
+			select {
+			case err := <-done:
+				if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cancelled") {
+					t.Errorf("Handle error = %v; want a cancellation", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Handle did not return after ctx was cancelled")
+			}
+			waitFor(t, "the grandchild sleep to die", func() bool { return !alive(pid) })
+		})
+	}
+}
+
+func TestExecTimeout(t *testing.T) {
+	t.Parallel()
+	e, _ := newTestExec(t, ExecConfig{Argv: []string{"sleep", "30"}, Timeout: 50 * time.Millisecond})
+	err := e.Handle(t.Context(), testMessage())
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "--exec-timeout") {
+		t.Errorf("Handle error = %v; want a timeout naming --exec-timeout", err)
+	}
+}
+
+func TestNewExecValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     ExecConfig
+		wantErr []string
+	}{
+		{name: "ok", cfg: ExecConfig{Argv: []string{"sh", "-c", "true"}}},
+		{name: "empty", cfg: ExecConfig{}, wantErr: []string{"--exec", "no command"}},
+		{name: "not found", cfg: ExecConfig{Argv: []string{"no-such-command-sqsworker"}}, wantErr: []string{"--exec", "no-such-command-sqsworker", "PATH"}},
+		{name: "not found by path", cfg: ExecConfig{Argv: []string{"/nonexistent/run.sh"}}, wantErr: []string{"--exec", "/nonexistent/run.sh"}},
+		{name: "negative timeout", cfg: ExecConfig{Argv: []string{"sh"}, Timeout: -time.Second}, wantErr: []string{"--exec-timeout"}},
+		{name: "negative limit", cfg: ExecConfig{Argv: []string{"sh"}, OutputLimit: -1}, wantErr: []string{"--exec-output-limit"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := NewExec(tt.cfg, zap.NewNop())
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("NewExec: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("NewExec succeeded; want error")
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{name: "simple", in: "tenant", want: "TENANT"},
+		{name: "punctuation", in: "x-trace.id", want: "X_TRACE_ID"},
+		{name: "non-ascii", in: "año", want: "A__O"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := envName(tt.in); got != tt.want {
+				t.Errorf("envName(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCapWriter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		limit  int
+		writes []string
+		want   string
+	}{
+		{name: "under limit", limit: 10, writes: []string{"abc", "def"}, want: "abcdef"},
+		{name: "exactly limit", limit: 6, writes: []string{"abcdef"}, want: "abcdef"},
+		{name: "over limit", limit: 6, writes: []string{"abcdefgh"}, want: "abc…[2 bytes omitted]…fgh"},
+		{name: "many small writes", limit: 4, writes: strings.Split("abcdefghij", ""), want: "ab…[6 bytes omitted]…ij"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := &capWriter{limit: tt.limit}
+			for _, s := range tt.writes {
+				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", s, n, err)
+				}
+			}
+			if got := w.String(); got != tt.want {
+				t.Errorf("String() = %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// alive reports whether pid is a running process; a zombie waiting for an
+// absent reaper counts as dead.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}

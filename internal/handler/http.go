@@ -1,0 +1,248 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/message"
+)
+
+const (
+	// DefaultHTTPConcurrency sizes the connection pool when
+	// HTTPConfig.Concurrency is zero.
+	DefaultHTTPConcurrency = 10
+	// UserAgent identifies the worker to the endpoint.
+	UserAgent = "sqsworker"
+
+	// errorBodyLimit bounds the excerpt of a failed response quoted in the error.
+	errorBodyLimit = 256
+	// drainLimit bounds how much of a response is read just to reuse the
+	// connection; a larger body costs more to read than a new connection.
+	drainLimit = 64 << 10
+)
+
+// HTTPConfig configures the HTTP handler.
+type HTTPConfig struct {
+	// URL is the absolute http or https URL each message body is POSTed to.
+	// Required.
+	URL string
+	// Timeout bounds one request, on top of the ctx passed to Handle.
+	// Defaults to 0: ctx alone bounds it.
+	Timeout time.Duration
+	// Concurrency is how many requests may be in flight at once; it sizes
+	// the keep-alive pool so every worker reuses a connection. Set it to the
+	// worker's concurrency. Defaults to DefaultHTTPConcurrency.
+	Concurrency int
+}
+
+// HTTP POSTs each message to an endpoint the way Elastic Beanstalk's worker
+// daemon (sqsd) does, so apps written for sqsd run unchanged.
+type HTTP struct {
+	url       string
+	timeout   time.Duration
+	client    *http.Client
+	transport *http.Transport
+	logger    *zap.Logger
+	now       func() time.Time
+}
+
+// NewHTTP validates cfg and builds the handler.
+func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("--http-url %q: %w", cfg.URL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--http-url %q: must be an absolute http:// or https:// URL, such as http://localhost:8080/work", cfg.URL)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("--http-timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("concurrency %d: must be 1 or more", cfg.Concurrency)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultHTTPConcurrency
+	}
+
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, cfg.Concurrency)
+	t.MaxIdleConnsPerHost = cfg.Concurrency
+	t.MaxConnsPerHost = cfg.Concurrency
+	return &HTTP{
+		url:       u.String(),
+		timeout:   cfg.Timeout,
+		transport: t,
+		client: &http.Client{
+			Transport: t,
+			// A redirect would turn the POST into a GET whose 200 deletes a
+			// message nobody processed; report it as a failure instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		logger: logger.Named("http"),
+		now:    time.Now,
+	}, nil
+}
+
+// Handle POSTs msg.Body. A 2xx response is success; 429 or 503 with a
+// Retry-After header returns a *RetryAfterError.
+func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
+	reqCtx := ctx
+	if h.timeout > 0 {
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithTimeout(ctx, h.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, h.url, strings.NewReader(msg.Body))
+	if err != nil {
+		return fmt.Errorf("build request for message %s to %s: %w", msg.ID, h.url, err)
+	}
+	h.setHeaders(req.Header, msg)
+
+	start := h.now()
+	resp, err := h.client.Do(req)
+	if err != nil {
+		// url.Error repeats the method and URL; keep only its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if h.timeout > 0 && ctx.Err() == nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("post message %s to %s: no response within %s (--http-timeout): %w", msg.ID, h.url, h.timeout, err)
+		}
+		return fmt.Errorf("post message %s to %s: %w", msg.ID, h.url, err)
+	}
+	defer func() {
+		// Reading to EOF lets the transport put the connection back in the pool.
+		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+		_ = resp.Body.Close()
+	}()
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		h.logger.Debug("message delivered",
+			zap.String("message_id", msg.ID),
+			zap.Int("status", resp.StatusCode),
+			zap.Duration("duration", h.now().Sub(start)))
+		return nil
+	}
+
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	err = fmt.Errorf("post message %s to %s: status %s: %q", msg.ID, h.url, resp.Status,
+		strings.ToValidUTF8(strings.TrimSpace(string(excerpt)), "\uFFFD"))
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
+			return &RetryAfterError{After: d, Err: fmt.Errorf("%w (retry after %s)", err, d)}
+		}
+	}
+	return err
+}
+
+// Close releases idle keep-alive connections. Handle may still be called
+// afterwards; it opens new ones.
+func (h *HTTP) Close() {
+	h.transport.CloseIdleConnections()
+}
+
+// setHeaders adds what sqsd sends, so apps that read these headers work.
+func (h *HTTP) setHeaders(hdr http.Header, msg *message.Message) {
+	hdr.Set("User-Agent", UserAgent)
+	contentType := "application/json"
+	if ct, ok := msg.StringAttribute("Content-Type"); ok && validHeaderValue(ct) {
+		contentType = ct
+	}
+	hdr.Set("Content-Type", contentType)
+	hdr.Set("X-Aws-Sqsd-Msgid", msg.ID)
+	hdr.Set("X-Aws-Sqsd-Queue", queueName(msg.QueueURL))
+	hdr.Set("X-Aws-Sqsd-First-Received-At", msg.FirstReceivedAt.UTC().Format(time.RFC3339))
+	hdr.Set("X-Aws-Sqsd-Receive-Count", strconv.Itoa(msg.ReceiveCount))
+	if sender := msg.SystemAttributes["SenderId"]; sender != "" {
+		hdr.Set("X-Aws-Sqsd-Sender-Id", sender)
+	}
+
+	names := make([]string, 0, len(msg.Attributes))
+	for name := range msg.Attributes {
+		names = append(names, name)
+	}
+	sort.Strings(names) // so a skipped attribute is logged in a stable order
+	for _, name := range names {
+		v, ok := msg.StringAttribute(name)
+		if !ok {
+			continue // binary attributes have no header form in sqsd either
+		}
+		// An invalid header would make the client refuse the whole request,
+		// failing the message forever; drop the attribute instead.
+		if !validHeaderName(name) || !validHeaderValue(v) {
+			h.logger.Debug("attribute not sent as a header: name or value not allowed in HTTP",
+				zap.String("message_id", msg.ID), zap.String("attribute", name))
+			continue
+		}
+		hdr.Set("X-Aws-Sqsd-Attr-"+name, v)
+	}
+}
+
+// queueName returns the last path segment of a queue URL, as sqsd does.
+func queueName(queueURL string) string {
+	p := queueURL
+	if u, err := url.Parse(queueURL); err == nil {
+		p = u.Path
+	}
+	p = strings.TrimSuffix(p, "/")
+	if p == "" {
+		return ""
+	}
+	return path.Base(p)
+}
+
+// parseRetryAfter reads either form RFC 9110 allows: delay-seconds or an
+// HTTP date. A date in the past means "now".
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

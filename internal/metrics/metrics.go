@@ -1,0 +1,153 @@
+// Package metrics owns the worker's Prometheus collectors, on a registry of
+// its own, and the HTTP server that exposes them with /healthz and /readyz.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Outcomes of one handled message, the values of the outcome label.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+	OutcomePanic   = "panic"
+	OutcomeTimeout = "timeout"
+	// OutcomeLost: the handler finished but the lease was lost first, so
+	// the message was not deleted.
+	OutcomeLost = "lost"
+	// OutcomeReleased: never started (shutdown) or cancelled by a forced
+	// shutdown; made visible again at once.
+	OutcomeReleased = "released"
+)
+
+// Metrics holds every collector. Create it with New; all fields are safe
+// for concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	MessagesReceived     prometheus.Counter
+	MessagesProcessed    *prometheus.CounterVec
+	HandlerDuration      prometheus.Histogram
+	MessagesInFlight     prometheus.Gauge
+	MessagesBuffered     prometheus.Gauge
+	HandlersRunning      prometheus.Gauge
+	SQSRequests          *prometheus.CounterVec
+	SQSRequestDuration   *prometheus.HistogramVec
+	VisibilityExtensions prometheus.Counter
+	ExtensionBatches     prometheus.Counter
+	LeasesLost           prometheus.Counter
+	MessagesReleased     prometheus.Counter
+	MessagesRetried      prometheus.Counter
+	MessagesDeleted      prometheus.Counter
+	DeleteFailures       *prometheus.CounterVec
+	DeleteBatchSize      prometheus.Histogram
+	ReceiveEmpty         prometheus.Counter
+	ReceiveBatchSize     prometheus.Histogram
+}
+
+// New creates the collectors and registers them, with the Go and process
+// collectors, on a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_messages_received_total",
+			Help: "Messages received from SQS.",
+		}),
+		MessagesProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sqsworker_messages_processed_total",
+			Help: "Messages whose handling ended, by outcome (success, failure, panic, timeout, lost, released).",
+		}, []string{"outcome"}),
+		HandlerDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqsworker_handler_duration_seconds",
+			Help:    "Time the handler took per message.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
+		}),
+		MessagesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_messages_in_flight",
+			Help: "Messages this worker holds a lease on (buffered, running or awaiting delete).",
+		}),
+		MessagesBuffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_messages_buffered",
+			Help: "Received messages waiting for a free handler.",
+		}),
+		HandlersRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_handlers_running",
+			Help: "Handlers running now.",
+		}),
+		SQSRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sqsworker_sqs_requests_total",
+			Help: "SQS API requests sent (each attempt counts: SQS bills each), by action and outcome (ok, error, throttled).",
+		}, []string{"action", "outcome"}),
+		SQSRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sqsworker_sqs_request_duration_seconds",
+			Help:    "Duration of SQS API requests, by action.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
+		}, []string{"action"}),
+		VisibilityExtensions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_visibility_extensions_total",
+			Help: "Leases extended by the heartbeat (one per message per extension).",
+		}),
+		ExtensionBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_visibility_extension_batches_total",
+			Help: "ChangeMessageVisibilityBatch calls sent by the heartbeat.",
+		}),
+		LeasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_leases_lost_total",
+			Help: "Leases lost (receipt handle no longer valid, or expired before it could be extended); their handlers are cancelled and the messages are not deleted.",
+		}),
+		MessagesReleased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_messages_released_total",
+			Help: "Messages made visible again at once (visibility 0) without being handled to the end.",
+		}),
+		MessagesRetried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_messages_retried_total",
+			Help: "Failed messages given a retry delay.",
+		}),
+		MessagesDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_messages_deleted_total",
+			Help: "Messages whose delete SQS confirmed.",
+		}),
+		DeleteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sqsworker_delete_failures_total",
+			Help: "DeleteMessageBatch entries that failed, by code.",
+		}, []string{"code"}),
+		DeleteBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqsworker_delete_batch_size",
+			Help:    "Entries per DeleteMessageBatch call.",
+			Buckets: prometheus.LinearBuckets(1, 1, 10),
+		}),
+		ReceiveEmpty: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_receive_empty_total",
+			Help: "ReceiveMessage calls that returned no message.",
+		}),
+		ReceiveBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqsworker_receive_batch_size",
+			Help:    "Messages per non-empty ReceiveMessage call.",
+			Buckets: prometheus.LinearBuckets(1, 1, 10),
+		}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.MessagesReceived, m.MessagesProcessed, m.HandlerDuration,
+		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning,
+		m.SQSRequests, m.SQSRequestDuration,
+		m.VisibilityExtensions, m.ExtensionBatches, m.LeasesLost,
+		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
+		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize,
+	)
+	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased} {
+		m.MessagesProcessed.WithLabelValues(o)
+	}
+	return m
+}
+
+// ObserveRequest records one SQS request attempt (sqsapi.Observer).
+func (m *Metrics) ObserveRequest(action, outcome string, d time.Duration) {
+	m.SQSRequests.WithLabelValues(action, outcome).Inc()
+	m.SQSRequestDuration.WithLabelValues(action).Observe(d.Seconds())
+}

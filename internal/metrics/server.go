@@ -1,0 +1,90 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Health answers /readyz: the worker is ready while its last receive
+// succeeded within Window.
+type Health struct {
+	Window      time.Duration
+	lastReceive atomic.Int64 // unix nanos of the last successful receive
+	now         func() time.Time
+}
+
+// NewHealth returns a Health that is not ready until the first receive.
+func NewHealth(window time.Duration) *Health {
+	return &Health{Window: window, now: time.Now}
+}
+
+// ReceiveSucceeded records a successful ReceiveMessage call.
+func (h *Health) ReceiveSucceeded() { h.lastReceive.Store(h.now().UnixNano()) }
+
+// Ready reports whether the last receive succeeded recently, and why not.
+func (h *Health) Ready() (bool, string) {
+	last := h.lastReceive.Load()
+	if last == 0 {
+		return false, "no successful receive yet"
+	}
+	if age := h.now().Sub(time.Unix(0, last)); age > h.Window {
+		return false, fmt.Sprintf("last successful receive was %s ago", age.Round(time.Millisecond))
+	}
+	return true, "ok"
+}
+
+// Server serves /metrics, /healthz and /readyz.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds addr now, so that a taken port is an error at start-up
+// rather than a log line later.
+func Listen(addr string, m *Metrics, h *Health) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s (--metrics-addr): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := h.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = w.Write([]byte(why + "\n"))
+	})
+	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(shutdownCtx)
+	if serveErr := <-errc; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}

@@ -1,0 +1,310 @@
+// Package pool runs the handler over received messages on an alitto/pond
+// pool: one task per message, each with its own context, panics recovered
+// and counted, and on FIFO queues one message of a group at a time, in
+// receive order.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/alitto/pond/v2"
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/backoff"
+	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/metrics"
+)
+
+// Leases is what the pool needs from the lease table.
+type Leases interface {
+	Start(msg *message.Message, cancel context.CancelCauseFunc) bool
+	Alive(msg *message.Message) bool
+	Remove(msg *message.Message)
+	Retry(ctx context.Context, msg *message.Message, delay time.Duration)
+	Release(ctx context.Context, msgs []*message.Message)
+	ObserveDuration(d time.Duration)
+}
+
+// Acker queues the delete of a succeeded message.
+type Acker interface {
+	Delete(ctx context.Context, msg *message.Message) error
+}
+
+// Config configures a Pool.
+type Config struct {
+	// Concurrency is how many handlers run at once. Required.
+	Concurrency int
+	// FIFO keeps one message per MessageGroupId running, in receive order.
+	FIFO bool
+	// HandlerTimeout cancels a handler after this long; 0 means none.
+	HandlerTimeout time.Duration
+	// RetryBackoffMin and RetryBackoffMax bound a failed message's delay
+	// before it is visible again; it doubles with each receive.
+	RetryBackoffMin, RetryBackoffMax time.Duration
+	// ChangeTimeout bounds the visibility changes that end a lease.
+	// Defaults to 15s.
+	ChangeTimeout time.Duration
+}
+
+var (
+	errHandlerTimeout = errors.New("handler timeout")
+	errPanic          = errors.New("handler panicked")
+)
+
+// Pool dispatches messages to handlers.
+type Pool struct {
+	cfg     Config
+	handler handler.Handler
+	leases  Leases
+	acker   Acker
+	log     *zap.Logger
+	metrics *metrics.Metrics
+
+	pond     pond.Pool
+	slots    chan struct{}
+	drain    chan struct{}
+	drainOne sync.Once
+	draining atomic.Bool
+
+	mu     sync.Mutex
+	groups map[string]*group // FIFO groups with a message running
+}
+
+type group struct{ pending []*message.Message }
+
+// New creates a Pool.
+func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Logger, m *metrics.Metrics) *Pool {
+	if cfg.ChangeTimeout <= 0 {
+		cfg.ChangeTimeout = 15 * time.Second
+	}
+	return &Pool{
+		cfg: cfg, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
+		// Our own slots decide when a message is handed over, so pond's
+		// queue (unbounded by default) never holds a message we could
+		// not release at shutdown.
+		pond:   pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency)),
+		slots:  make(chan struct{}, cfg.Concurrency),
+		drain:  make(chan struct{}),
+		groups: make(map[string]*group),
+	}
+}
+
+// Drain stops starting handlers: buffered messages, and those that arrive
+// from now on, are released at once. Running handlers go on. Draining
+// twice is harmless.
+func (p *Pool) Drain() {
+	p.drainOne.Do(func() {
+		p.draining.Store(true)
+		close(p.drain)
+	})
+}
+
+// Run dispatches messages from in until in is closed, then waits for every
+// handler to finish. workCtx cancels running handlers (forced shutdown);
+// their messages are released rather than retried.
+func (p *Pool) Run(workCtx context.Context, in <-chan *message.Message) {
+	defer p.pond.StopAndWait()
+	for msg := range in {
+		p.metrics.MessagesBuffered.Set(float64(len(in)))
+		if p.draining.Load() {
+			p.releaseRest(workCtx, msg, in)
+			return
+		}
+		if !p.claimGroup(msg) {
+			continue // queued behind its group's running message
+		}
+		select {
+		case p.slots <- struct{}{}:
+			p.pond.SubmitErr(func() error {
+				defer func() { <-p.slots }()
+				p.runChain(workCtx, msg)
+				return nil
+			})
+		case <-p.drain:
+			p.releaseRest(workCtx, msg, in)
+			return
+		}
+	}
+}
+
+// releaseRest releases first, the FIFO messages waiting behind their group,
+// and everything still to come from in, in batches as it arrives.
+func (p *Pool) releaseRest(ctx context.Context, first *message.Message, in <-chan *message.Message) {
+	batch := []*message.Message{first}
+	p.mu.Lock()
+	for _, g := range p.groups {
+		batch = append(batch, g.pending...)
+		g.pending = nil
+	}
+	p.mu.Unlock()
+	rctx := context.WithoutCancel(ctx)
+	for {
+		// Take what is buffered now without waiting, release it, then wait.
+	more:
+		for len(batch) < 100 {
+			select {
+			case m, ok := <-in:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		p.release(rctx, batch)
+		batch = batch[:0]
+		m, ok := <-in
+		if !ok {
+			p.metrics.MessagesBuffered.Set(0)
+			return
+		}
+		batch = append(batch, m)
+	}
+}
+
+func (p *Pool) release(ctx context.Context, msgs []*message.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ChangeTimeout)
+	defer cancel()
+	p.leases.Release(ctx, msgs)
+	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeReleased).Add(float64(len(msgs)))
+}
+
+// claimGroup reports whether msg may start now; on FIFO queues a message
+// whose group is busy is queued behind it instead.
+func (p *Pool) claimGroup(msg *message.Message) bool {
+	if !p.cfg.FIFO {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g, busy := p.groups[msg.GroupID]; busy {
+		g.pending = append(g.pending, msg)
+		return false
+	}
+	p.groups[msg.GroupID] = &group{}
+	return true
+}
+
+// runChain handles msg and then, on FIFO queues, the messages queued
+// behind it in its group, in order, on the same slot. When one fails the
+// rest of the group is released without running, so that SQS hands the
+// group back in order.
+func (p *Pool) runChain(workCtx context.Context, msg *message.Message) {
+	for {
+		ok := p.process(workCtx, msg)
+		if !p.cfg.FIFO {
+			return
+		}
+		p.mu.Lock()
+		g := p.groups[msg.GroupID]
+		if !ok || len(g.pending) == 0 || p.draining.Load() {
+			rest := g.pending
+			delete(p.groups, msg.GroupID)
+			p.mu.Unlock()
+			p.release(context.WithoutCancel(workCtx), rest)
+			return
+		}
+		msg = g.pending[0]
+		g.pending = g.pending[1:]
+		p.mu.Unlock()
+	}
+}
+
+// process runs the handler on one message and settles it; it reports
+// whether the handler succeeded.
+func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
+	if p.draining.Load() {
+		p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
+		return false
+	}
+	ctx, cancel := context.WithCancelCause(workCtx)
+	defer cancel(nil)
+	if !p.leases.Start(msg, cancel) {
+		p.lost(msg, "lease lost while the message waited for a handler")
+		return false
+	}
+	if p.cfg.HandlerTimeout > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeoutCause(ctx, p.cfg.HandlerTimeout, errHandlerTimeout)
+		defer cancelTimeout()
+	}
+
+	p.metrics.HandlersRunning.Inc()
+	start := time.Now()
+	err := p.call(ctx, msg)
+	took := time.Since(start)
+	p.metrics.HandlersRunning.Dec()
+	p.metrics.HandlerDuration.Observe(took.Seconds())
+	p.leases.ObserveDuration(took)
+
+	settle := context.WithoutCancel(workCtx)
+	switch {
+	case err == nil && p.leases.Alive(msg):
+		if derr := p.acker.Delete(settle, msg); derr != nil {
+			p.lost(msg, "delete could not be queued")
+			return false
+		}
+		p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeSuccess).Inc()
+		return true
+	case err == nil || !p.leases.Alive(msg):
+		p.lost(msg, "lease lost while the handler ran; not deleting with a stale receipt handle")
+		return false
+	case workCtx.Err() != nil:
+		// Forced shutdown: hand the message back now rather than leave it
+		// invisible until a retry delay passes.
+		p.release(settle, []*message.Message{msg})
+		return false
+	}
+
+	outcome := metrics.OutcomeFailure
+	switch {
+	case errors.Is(err, errPanic):
+		outcome = metrics.OutcomePanic
+	case errors.Is(context.Cause(ctx), errHandlerTimeout):
+		outcome = metrics.OutcomeTimeout
+	}
+	delay, asked := handler.RetryAfter(err)
+	if !asked {
+		delay = backoff.Exponential(msg.ReceiveCount, p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	}
+	delay = min(delay, 12*time.Hour-time.Since(msg.FirstReceivedAt))
+	p.metrics.MessagesProcessed.WithLabelValues(outcome).Inc()
+	fields := []zap.Field{zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount),
+		zap.String("outcome", outcome), zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Error(err)}
+	if outcome == metrics.OutcomePanic {
+		p.log.Error("handler panicked; will retry the message", fields...)
+	} else {
+		p.log.Info("handler failed; will retry the message", fields...)
+	}
+	rctx, cancelRetry := context.WithTimeout(settle, p.cfg.ChangeTimeout)
+	defer cancelRetry()
+	p.leases.Retry(rctx, msg, max(delay, 0))
+	return false
+}
+
+func (p *Pool) lost(msg *message.Message, why string) {
+	p.log.Warn(why, zap.String("message_id", msg.ID))
+	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeLost).Inc()
+	p.leases.Remove(msg)
+}
+
+// call runs the handler, turning a panic into an error with its stack.
+func (p *Pool) call(ctx context.Context, msg *message.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
+		}
+	}()
+	return p.handler.Handle(ctx, msg)
+}

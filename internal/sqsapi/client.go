@@ -1,0 +1,120 @@
+// Package sqsapi builds the SQS client the worker uses, counts every request
+// it sends, and classifies SQS errors so that callers decide retry or give up
+// in one place.
+package sqsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// Options configure New.
+type Options struct {
+	// EndpointURL overrides the endpoint; empty uses the SDK's resolution.
+	EndpointURL string
+	// Region overrides the SDK's region resolution.
+	Region string
+	// Observer, when set, is told of every request attempt.
+	Observer Observer
+	// MaxConns bounds the connections to SQS; 0 leaves the SDK's default.
+	MaxConns int
+}
+
+// Observer is told of every SQS request attempt after it ends.
+type Observer interface {
+	ObserveRequest(action string, outcome string, d time.Duration)
+}
+
+// Request outcomes passed to Observer.
+const (
+	OutcomeOK        = "ok"
+	OutcomeError     = "error"
+	OutcomeThrottled = "throttled"
+)
+
+// New loads the AWS configuration the usual way (environment, shared
+// config, instance role) and returns an SQS client that reports every
+// attempt to opts.Observer.
+func New(ctx context.Context, opts Options) (*sqs.Client, error) {
+	var loadOpts []func(*awsconfig.LoadOptions) error
+	if opts.Region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(opts.Region))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		// A local endpoint needs some region to sign with; AWS needs the
+		// real one, which the user must give.
+		if opts.EndpointURL == "" || !isLoopback(opts.EndpointURL) {
+			return nil, errors.New("no AWS region: set AWS_REGION or --region")
+		}
+		cfg.Region = "us-east-1"
+	}
+	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if opts.EndpointURL != "" {
+			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		// The SDK's standard retryer retries throttles and 5xx; its
+		// retry quota would stop retrying under a long throttle storm,
+		// which for a worker only means more code paths: turn it off and
+		// let the worker's own loops back off.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.RateLimiter = noRateLimit{}
+			so.MaxAttempts = 3
+		})
+		if opts.Observer != nil {
+			o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
+				return s.Finalize.Add(observe(opts.Observer), middleware.After)
+			})
+		}
+	}), nil
+}
+
+func isLoopback(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+}
+
+// observe is a finalize middleware placed after the retry middleware, so it
+// sees each attempt: SQS bills attempts, not logical calls.
+func observe(obs Observer) middleware.FinalizeMiddleware {
+	return middleware.FinalizeMiddlewareFunc("sqsworkerObserve",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			start := time.Now()
+			out, md, err := next.HandleFinalize(ctx, in)
+			outcome := OutcomeOK
+			switch {
+			case err == nil:
+			case IsThrottle(err):
+				outcome = OutcomeThrottled
+			default:
+				outcome = OutcomeError
+			}
+			obs.ObserveRequest(awsmiddleware.GetOperationName(ctx), outcome, time.Since(start))
+			return out, md, err
+		})
+}
+
+type noRateLimit struct{}
+
+func (noRateLimit) GetToken(context.Context, uint) (func() error, error) {
+	return func() error { return nil }, nil
+}
+func (noRateLimit) AddTokens(uint) error { return nil }
