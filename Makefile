@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 SQS_SERVER_DIR := tools/sqs-server
 SQS_SERVER := $(SQS_SERVER_DIR)/node_modules/.bin/node
-GOLANGCI_LINT_VERSION := v2.6.2
+GOLANGCI_LINT_VERSION := v2.15.0
 BIN := bin
 
 .DEFAULT_GOAL := help
@@ -24,7 +24,7 @@ demo: tools build ## Run the whole job end to end against a local server and pri
 	$(GO) build -o $(BIN)/demo-handler ./examples/handler
 	$(GO) run ./examples/demo --worker $(BIN)/worker --handler $(BIN)/demo-handler
 
-test: tools ## Run every test (with -race), after gofmt and go vet
+test: tools lint ## Run every test (with -race), after gofmt, go vet and golangci-lint
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...

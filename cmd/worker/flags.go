@@ -110,7 +110,11 @@ func usage(w io.Writer, cmd, summary string, fs *flag.FlagSet, groups []flagGrou
 		fmt.Fprintf(w, "\n%s:\n", g.title)
 		for _, name := range g.names {
 			f := fs.Lookup(name)
-			fmt.Fprintf(w, "  --%s (%s)\n      %s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
+			def := ""
+			if f.DefValue != "" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(w, "  --%s (%s)\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
 		}
 	}
 }

@@ -185,11 +185,10 @@ func serve(cfg config.Config, log *zap.Logger, signals <-chan os.Signal) error {
 	go func() { _ = w.leases.Run(heartbeatCtx); close(heartbeatDone) }()
 	w.deleter.Start()
 	serverCtx, stopServer := context.WithCancel(bg)
-	serverDone := make(chan error, 1)
+	var serverDone chan error // nil, so never ready, without a server
 	if w.server != nil {
+		serverDone = make(chan error, 1)
 		go func() { serverDone <- w.server.Run(serverCtx) }()
-	} else {
-		close(serverDone)
 	}
 	fetchDone := make(chan error, 1)
 	go func() { fetchDone <- w.fetcher.Run(fetchCtx) }()
@@ -211,6 +210,7 @@ func serve(cfg config.Config, log *zap.Logger, signals <-chan os.Signal) error {
 		log.Error("stopping: cannot receive", zap.Error(err))
 	case err := <-serverDone:
 		runErr = err
+		serverDone <- err
 		log.Error("stopping: metrics server failed", zap.Error(err))
 	}
 
@@ -240,7 +240,9 @@ func serve(cfg config.Config, log *zap.Logger, signals <-chan os.Signal) error {
 	<-heartbeatDone
 	stopServer()
 	if w.server != nil {
-		<-serverDone
+		if err := <-serverDone; err != nil {
+			log.Warn("metrics server did not stop cleanly", zap.Error(err))
+		}
 	}
 	if err := <-fetchDone; err != nil && runErr == nil {
 		runErr = err

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/sqstest"
+)
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+func TestBadInputOneClearLine(t *testing.T) {
+	q, err := server.CreateQueue(ctxT(t), "bad-input", sqstest.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.SendBodies(ctxT(t), q.URL, []string{"keep-me"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + closedPort(t)
+	refusing := "http://" + closedPort(t)
+	missing := strings.TrimSuffix(q.URL, q.Name) + "no-such-queue"
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantErr  string
+	}{
+		{name: "unknown flag", args: []string{"--no-such-flag"}, wantCode: 2, wantErr: "flag provided but not defined: -no-such-flag"},
+		{name: "negative concurrency", args: []string{"--queue-url", q.URL, "--http-url", "http://127.0.0.1:1/", "--concurrency", "-3"}, wantCode: 2, wantErr: "--concurrency is -3: it must be between 1 and 10000"},
+		{name: "bad env value", args: []string{"--queue-url", q.URL}, env: []string{"SQSWORKER_CONCURRENCY=lots"}, wantCode: 2, wantErr: "SQSWORKER_CONCURRENCY"},
+		{name: "unknown subcommand", args: []string{"frobnicate"}, wantCode: 2, wantErr: `unknown subcommand "frobnicate"`},
+		{name: "no queue", args: []string{"--http-url", "http://127.0.0.1:1/"}, wantCode: 2, wantErr: "--queue-url or --queue is required"},
+		{name: "not a queue url", args: []string{"--queue-url", "orders", "--http-url", "http://127.0.0.1:1/"}, wantCode: 2, wantErr: "is not a queue URL"},
+		{name: "missing queue by url", args: []string{"--queue-url", missing, "--http-url", "http://127.0.0.1:1/"}, wantCode: 1, wantErr: "does not exist"},
+		{name: "missing queue by name", args: []string{"--queue", "no-such-queue", "--http-url", "http://127.0.0.1:1/"}, wantCode: 1, wantErr: "queue no-such-queue does not exist"},
+		{name: "unreachable endpoint", args: []string{"--queue-url", q.URL, "--http-url", "http://127.0.0.1:1/", "--endpoint-url", dead}, wantCode: 1, wantErr: "cannot reach " + dead},
+		{name: "bad handler kind", args: []string{"--queue-url", q.URL, "--handler", "grpc"}, wantCode: 2, wantErr: `--handler is "grpc"`},
+		{name: "exec command not found", args: []string{"--queue-url", q.URL, "--handler", "exec", "--exec", "/no/such/program"}, wantCode: 1, wantErr: "--exec"},
+		{name: "metrics port taken", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", "bad:addr:here"}, wantCode: 1, wantErr: "--metrics-addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(workerBin, append([]string{"run"}, tt.args...)...)
+			if tt.name == "unknown subcommand" {
+				cmd = exec.Command(workerBin, tt.args...)
+			}
+			cmd.Env = append(append(os.Environ(), server.Env()...), tt.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			_ = cmd.Run()
+			got := strings.TrimRight(stderr.String(), "\n")
+			if code := cmd.ProcessState.ExitCode(); code != tt.wantCode {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tt.wantCode, got)
+			}
+			if strings.Count(got, "\n") != 0 {
+				t.Errorf("stderr has %d lines, want one:\n%s", strings.Count(got, "\n")+1, got)
+			}
+			if !strings.HasPrefix(got, "worker: ") || !strings.Contains(got, tt.wantErr) {
+				t.Errorf("stderr %q, want a 'worker: ' line containing %q", got, tt.wantErr)
+			}
+		})
+	}
+	// Nothing above may have touched the message.
+	if d := depth(t, q.URL); d.Visible != 1 {
+		t.Errorf("the queue's one message: visible %d, want 1", d.Visible)
+	}
+}
+
+func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"run", "--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr.String())
+	}
+	cfg := config.Default()
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	runFlags(fs, &cfg)
+	fs.VisitAll(func(f *flag.Flag) {
+		want := "--" + f.Name + " (" + envName(f.Name) + ")"
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	})
+}
