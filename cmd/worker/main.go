@@ -93,6 +93,7 @@ func newLogger(level, format string) (*zap.Logger, error) {
 		cfg.Development = false
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.EncodeDuration = zapcore.StringDurationEncoder // "retry_in":"1.5s", unit visible
 	cfg.Sampling = &zap.SamplingConfig{Initial: 20, Thereafter: 100} // rate-limits repeated lines
 	cfg.DisableStacktrace = true
 	cfg.OutputPaths = []string{"stderr"}

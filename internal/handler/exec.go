@@ -128,7 +128,7 @@ func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
 	output := fmt.Sprintf("stderr: %q; stdout: %q", stderr.String(), stdout.String())
 	switch {
 	case runCtx.Err() != nil && ctx.Err() == nil:
-		return fmt.Errorf("%s: killed after %s (--exec-timeout); %s: %w", what, e.timeout, output, runCtx.Err())
+		return fmt.Errorf("%s: killed after %s (--exec-timeout): %w; %s", what, e.timeout, runCtx.Err(), output)
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: cancelled after %s: %w; %s", what, elapsed.Round(time.Millisecond), context.Cause(ctx), output)
 	}
@@ -176,7 +176,7 @@ func (e *Exec) env(msg *message.Message) []string {
 func envName(name string) string {
 	b := []byte(strings.ToUpper(name))
 	for i, c := range b {
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
 			b[i] = '_'
 		}
 	}

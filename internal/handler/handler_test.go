@@ -6,11 +6,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/goleak"
+
+	"github.com/sqsworker/sqsworker/internal/message"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+func testMessage() *message.Message {
+	return &message.Message{
+		ID:              "msg-1",
+		Body:            `{"hello":"world"}`,
+		QueueURL:        "https://sqs.eu-west-1.amazonaws.com/123456789012/orders",
+		ReceiveCount:    3,
+		FirstReceivedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600)),
+		GroupID:         "group-a",
+		SystemAttributes: map[string]string{
+			"SenderId": "AIDAEXAMPLE",
+		},
+		Attributes: map[string]types.MessageAttributeValue{
+			"Tenant":   {DataType: ptr("String"), StringValue: ptr("acme")},
+			"Priority": {DataType: ptr("Number"), StringValue: ptr("7")},
+			"Blob":     {DataType: ptr("Binary"), BinaryValue: []byte{1, 2}},
+			"Bad":      {DataType: ptr("String"), StringValue: ptr("line\r\nInjected: yes")},
+		},
+	}
 }
 
 func TestRetryAfter(t *testing.T) {

@@ -70,7 +70,7 @@ func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
 		return nil, fmt.Errorf("--http-timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
 	}
 	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("concurrency %d: must be 1 or more", cfg.Concurrency)
+		return nil, fmt.Errorf("--concurrency %d: must be 1 or more", cfg.Concurrency)
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultHTTPConcurrency
