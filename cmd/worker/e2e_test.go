@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,7 +77,9 @@ func TestFiveThousandMessagesNoneLost(t *testing.T) {
 func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 	q, sent := sendAll(t, "e2e-long", 3, sqstest.QueueOptions{VisibilityTimeout: 2})
 	release := make(chan struct{})
+	var releaseOnce sync.Once
 	rec := newRecorder(t, func(string, int) int { <-release; return 200 })
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--visibility-timeout", "2s", "--wait-time", "1s")
 
 	// Hold the handlers for 3x the visibility timeout, measured from when
@@ -84,7 +87,7 @@ func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 	eventually(t, 30*time.Second, "3 handlers running", func() bool { _, n := rec.snapshot(); return n == 3 })
 	held := time.After(6500 * time.Millisecond)
 	<-held
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	eventually(t, 30*time.Second, "3 deletes", func() bool { return w.scrape()["sqsworker_messages_deleted_total"] == 3 })
 	m := w.scrape()
 	w.stop(syscall.SIGTERM, time.Minute)

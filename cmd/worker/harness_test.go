@@ -99,6 +99,10 @@ func startWorker(t *testing.T, args ...string) *proc {
 		if t.Failed() {
 			t.Logf("worker log (last 4 KiB):\n%s", tail(p.logs(), 4096))
 		}
+		if dir := os.Getenv("SQSWORKER_TEST_LOGS"); dir != "" {
+			name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+fmt.Sprintf("-%d.log", cmd.Process.Pid))
+			_ = os.WriteFile(name, []byte(p.logs()), 0o600)
+		}
 	})
 	select {
 	case <-p.started:

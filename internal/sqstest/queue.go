@@ -100,11 +100,16 @@ func (s *Server) QueueDepth(ctx context.Context, url string) (Depth, error) {
 }
 
 // SendBodies sends bodies in batches of ten, several batches at once. On a
-// FIFO queue, group(i) names each message's group.
+// FIFO queue, group(i) names each message's group and batches go one at a
+// time, so that each group's order is the order of bodies.
 func (s *Server) SendBodies(ctx context.Context, url string, bodies []string, group func(i int) string) error {
 	c := s.Client()
 	errc := make(chan error, 1)
-	sem := make(chan struct{}, 8)
+	parallel := 8
+	if group != nil {
+		parallel = 1 // batches sent at once would interleave a group's order
+	}
+	sem := make(chan struct{}, parallel)
 	for start := 0; start < len(bodies); start += 10 {
 		end := min(start+10, len(bodies))
 		entries := make([]types.SendMessageBatchRequestEntry, 0, 10)

@@ -50,12 +50,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Heartbeat runs one round: leases that expire within two ticks are
-// extended, all to the same deadline so that later rounds batch them
-// together; leases past their deadline are lost.
+// heartbeatGrace is added to the horizon for the round's own latency: a
+// round of many batches on a busy machine can take most of a second.
+const heartbeatGrace = time.Second
+
+// Heartbeat runs one round: leases that expire within two ticks (plus a
+// grace for the round's own latency) are extended, all to the same
+// deadline so that later rounds batch them together; leases past their
+// deadline are lost.
 func (m *Manager) Heartbeat(ctx context.Context) {
 	now := m.cfg.Now()
-	horizon := now.Add(2 * m.Tick())
+	horizon := now.Add(2*m.Tick() + heartbeatGrace)
 	ext := m.Extension()
 
 	var due []*message.Message
