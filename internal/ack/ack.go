@@ -135,7 +135,7 @@ func (d *Deleter) Delete(ctx context.Context, msg *message.Message) error {
 func (d *Deleter) settled(n int) {
 	d.mu.Lock()
 	d.pending -= n
-	if d.gate != nil && d.pending < d.cfg.MaxPending/2 {
+	if d.gate != nil && d.pending < max(d.cfg.MaxPending/2, 1) {
 		close(d.gate)
 		d.gate = nil
 	}

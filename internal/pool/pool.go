@@ -74,10 +74,18 @@ type Pool struct {
 	draining atomic.Bool
 
 	mu     sync.Mutex
-	groups map[string]*group // FIFO groups with a message running
+	groups map[string]*group // FIFO groups running, or failed recently
 }
 
-type group struct{ pending []*message.Message }
+// group is a FIFO group's state in this worker. While running, later
+// messages wait in pending. After a failure, failedAt fences the group:
+// messages of it received before then are released, not run, because SQS
+// will hand the failed message back first.
+type group struct {
+	running  bool
+	pending  []*message.Message
+	failedAt time.Time
+}
 
 // New creates a Pool.
 func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Logger, m *metrics.Metrics) *Pool {
@@ -117,8 +125,12 @@ func (p *Pool) Run(workCtx context.Context, in <-chan *message.Message) {
 			p.releaseRest(workCtx, msg, in)
 			return
 		}
-		if !p.claimGroup(msg) {
-			continue // queued behind its group's running message
+		start, fenced := p.claimGroup(msg)
+		if fenced {
+			p.release(workCtx, []*message.Message{msg})
+		}
+		if !start {
+			continue // queued behind its group's running message, or fenced
 		}
 		select {
 		case p.slots <- struct{}{}:
@@ -180,20 +192,25 @@ func (p *Pool) release(ctx context.Context, msgs []*message.Message) {
 	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeReleased).Add(float64(len(msgs)))
 }
 
-// claimGroup reports whether msg may start now; on FIFO queues a message
-// whose group is busy is queued behind it instead.
-func (p *Pool) claimGroup(msg *message.Message) bool {
+// claimGroup reports whether msg may start now. On FIFO queues a message
+// whose group is running is queued behind it; one received before its
+// group's last failure must be released (fenced), not run.
+func (p *Pool) claimGroup(msg *message.Message) (start, fenced bool) {
 	if !p.cfg.FIFO {
-		return true
+		return true, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if g, busy := p.groups[msg.GroupID]; busy {
+	g, ok := p.groups[msg.GroupID]
+	switch {
+	case ok && g.running:
 		g.pending = append(g.pending, msg)
-		return false
+		return false, false
+	case ok && !msg.ReceivedAt.After(g.failedAt):
+		return false, true
 	}
-	p.groups[msg.GroupID] = &group{}
-	return true
+	p.groups[msg.GroupID] = &group{running: true}
+	return true, false
 }
 
 // runChain handles msg and then, on FIFO queues, the messages queued
@@ -202,6 +219,10 @@ func (p *Pool) claimGroup(msg *message.Message) bool {
 // group back in order.
 func (p *Pool) runChain(workCtx context.Context, msg *message.Message) {
 	for {
+		// SQS holds a FIFO group while one of its messages is in flight,
+		// so any message of the group received after this point comes
+		// after msg: only those received before are fenced on failure.
+		began := time.Now()
 		ok := p.process(workCtx, msg)
 		if !p.cfg.FIFO {
 			return
@@ -210,7 +231,13 @@ func (p *Pool) runChain(workCtx context.Context, msg *message.Message) {
 		g := p.groups[msg.GroupID]
 		if !ok || len(g.pending) == 0 || p.draining.Load() {
 			rest := g.pending
-			delete(p.groups, msg.GroupID)
+			if ok {
+				delete(p.groups, msg.GroupID)
+			} else {
+				// Fence what this worker received of the group so far
+				// but has not read yet; SQS redelivers from the failure.
+				g.running, g.pending, g.failedAt = false, nil, began
+			}
 			p.mu.Unlock()
 			p.release(context.WithoutCancel(workCtx), rest)
 			return

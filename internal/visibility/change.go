@@ -41,7 +41,7 @@ func (m *Manager) changeAndRemove(ctx context.Context, msgs []*message.Message, 
 	for i := range timeouts {
 		timeouts[i] = d
 	}
-	m.change(ctx, msgs, timeouts, func(*message.Message, time.Duration) {}, func(*message.Message) {})
+	m.change(ctx, msgs, timeouts, false, func(*message.Message, time.Duration) {}, func(*message.Message) {})
 	for _, msg := range msgs {
 		m.Remove(msg)
 	}
@@ -52,7 +52,8 @@ func (m *Manager) changeAndRemove(ctx context.Context, msgs []*message.Message, 
 // changed, gone for each whose receipt handle no longer holds the message.
 // Transient failures (throttling, 5xx, network) are retried with backoff
 // until ctx is done.
-func (m *Manager) change(ctx context.Context, msgs []*message.Message, timeouts []time.Duration,
+// heartbeat says whether these calls count as extension batches.
+func (m *Manager) change(ctx context.Context, msgs []*message.Message, timeouts []time.Duration, heartbeat bool,
 	ok func(*message.Message, time.Duration), gone func(*message.Message)) {
 	sem := make(chan struct{}, m.cfg.MaxConcurrentBatches)
 	var wg sync.WaitGroup
@@ -62,13 +63,13 @@ func (m *Manager) change(ctx context.Context, msgs []*message.Message, timeouts 
 		wg.Add(1)
 		go func(batch []*message.Message, ts []time.Duration) {
 			defer func() { <-sem; wg.Done() }()
-			m.changeBatch(ctx, batch, ts, ok, gone)
+			m.changeBatch(ctx, batch, ts, heartbeat, ok, gone)
 		}(msgs[start:end], timeouts[start:end])
 	}
 	wg.Wait()
 }
 
-func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts []time.Duration,
+func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts []time.Duration, heartbeat bool,
 	ok func(*message.Message, time.Duration), gone func(*message.Message)) {
 	pending := make(map[string]int, len(batch)) // entry id → index in batch
 	for i := range batch {
@@ -89,7 +90,9 @@ func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts 
 			QueueUrl: aws.String(m.cfg.QueueURL), Entries: entries,
 		})
 		cancel()
-		m.metrics.ExtensionBatches.Inc()
+		if heartbeat {
+			m.metrics.ExtensionBatches.Inc()
+		}
 		if err != nil {
 			if ctx.Err() != nil || !sqsapi.IsTransient(err) || attempt >= 5 {
 				m.log.Warn("change visibility failed; the messages keep their current deadline",

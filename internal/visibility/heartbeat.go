@@ -90,7 +90,7 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 	if len(due) == 0 {
 		return
 	}
-	m.change(ctx, due, timeouts, func(msg *message.Message, d time.Duration) {
+	m.change(ctx, due, timeouts, true, func(msg *message.Message, d time.Duration) {
 		m.mu.Lock()
 		if l, ok := m.leases[msg.ID]; ok && l.msg == msg {
 			l.visibleUntil = now.Add(d)

@@ -136,7 +136,7 @@ func (m *Manager) Start(msg *message.Message, cancel context.CancelCauseFunc) bo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l, ok := m.leases[msg.ID]
-	if !ok || l.msg != msg || l.lost {
+	if !ok || l.msg != msg || !m.heldLocked(l) {
 		return false
 	}
 	l.cancel = cancel
@@ -149,7 +149,13 @@ func (m *Manager) Alive(msg *message.Message) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l, ok := m.leases[msg.ID]
-	return ok && l.msg == msg && !l.lost
+	return ok && l.msg == msg && m.heldLocked(l)
+}
+
+// heldLocked reports whether l still holds its message: not lost, and not
+// past its deadline (the heartbeat may not have noticed yet).
+func (m *Manager) heldLocked(l *lease) bool {
+	return !l.lost && m.cfg.Now().Before(l.visibleUntil)
 }
 
 // ObserveDuration feeds one handler duration into the adaptive extension.

@@ -1,0 +1,513 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/metrics"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
+
+// toFloat64 is the sum of c's counters and gauges (over all label values
+// of a vector). testutil.ToFloat64 would do for single metrics, but its
+// package needs a go.sum entry (github.com/kylelemons/godebug) this module
+// does not have.
+func toFloat64(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 128)
+	c.Collect(ch)
+	close(ch)
+	sum := 0.0
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			panic(err)
+		}
+		switch {
+		case pb.Counter != nil:
+			sum += pb.Counter.GetValue()
+		case pb.Gauge != nil:
+			sum += pb.Gauge.GetValue()
+		}
+	}
+	return sum
+}
+
+// fakeAPI is a fetch.API whose ReceiveMessage is ReceiveMessageFunc.
+type fakeAPI struct {
+	API
+	ReceiveMessageFunc func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error)
+	calls              atomic.Int64
+}
+
+func (f *fakeAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	f.calls.Add(1)
+	return f.ReceiveMessageFunc(ctx, in)
+}
+
+// fakeLeases records what is added and released.
+type fakeLeases struct {
+	mu       sync.Mutex
+	added    map[*message.Message]bool
+	released []*message.Message
+	// releaseCtxErr is the error of the context Release was given.
+	releaseCtxErr error
+}
+
+func newFakeLeases() *fakeLeases { return &fakeLeases{added: map[*message.Message]bool{}} }
+
+func (l *fakeLeases) Add(msgs ...*message.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range msgs {
+		l.added[m] = true
+	}
+}
+
+func (l *fakeLeases) Release(ctx context.Context, msgs []*message.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = append(l.released, msgs...)
+	l.releaseCtxErr = ctx.Err()
+}
+
+func (l *fakeLeases) has(m *message.Message) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.added[m]
+}
+
+func (l *fakeLeases) releasedMessages() []*message.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*message.Message(nil), l.released...)
+}
+
+type fakeHealth struct{ n atomic.Int64 }
+
+func (h *fakeHealth) ReceiveSucceeded() { h.n.Add(1) }
+
+type testFetcher struct {
+	*Fetcher
+	leases  *fakeLeases
+	limiter *Limiter
+	health  *fakeHealth
+	metrics *metrics.Metrics
+	out     chan *message.Message
+}
+
+func newTestFetcher(t *testing.T, cfg Config, limit int, api API) *testFetcher {
+	t.Helper()
+	cfg.QueueURL = queueURL
+	if cfg.Fetchers == 0 {
+		cfg.Fetchers = 1
+	}
+	if cfg.ErrorBackoffMin == 0 {
+		cfg.ErrorBackoffMin, cfg.ErrorBackoffMax = time.Millisecond, 4*time.Millisecond
+	}
+	tf := &testFetcher{
+		leases: newFakeLeases(), limiter: NewLimiter(limit), health: &fakeHealth{},
+		metrics: metrics.New(), out: make(chan *message.Message, limit),
+	}
+	tf.Fetcher = New(cfg, api, tf.leases, tf.limiter, tf.health, tf.out, zap.NewNop(), tf.metrics)
+	return tf
+}
+
+// runner is a Run in progress.
+type runner struct {
+	cancel   context.CancelFunc
+	finished chan struct{}
+	err      error
+}
+
+// run starts Run; the test's cleanup stops it.
+func (tf *testFetcher) run(t *testing.T) *runner {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runner{cancel: cancel, finished: make(chan struct{})}
+	go func() {
+		r.err = tf.Run(ctx)
+		close(r.finished)
+	}()
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil && !errors.Is(err, ErrQueueMissing) {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+// stop cancels Run's context and waits for Run to return.
+func (r *runner) stop() error {
+	r.cancel()
+	return r.wait()
+}
+
+// wait waits for Run to return, for ten seconds at most.
+func (r *runner) wait() error {
+	select {
+	case <-r.finished:
+		return r.err
+	case <-time.After(10 * time.Second):
+		return errors.New("Run did not return within 10s")
+	}
+}
+
+// returned reports whether Run has returned.
+func (r *runner) returned() bool {
+	select {
+	case <-r.finished:
+		return true
+	default:
+		return false
+	}
+}
+
+func sqsMessages(prefix string, n int) []types.Message {
+	msgs := make([]types.Message, n)
+	for i := range msgs {
+		msgs[i] = types.Message{
+			MessageId:     aws.String(fmt.Sprintf("%s-%d", prefix, i)),
+			ReceiptHandle: aws.String(fmt.Sprintf("%s-handle-%d", prefix, i)),
+			Body:          aws.String("body"),
+			Attributes:    map[string]string{"ApproximateReceiveCount": "2"},
+		}
+	}
+	return msgs
+}
+
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+func receiveN(t *testing.T, out <-chan *message.Message, n int) []*message.Message {
+	t.Helper()
+	var got []*message.Message
+	for range n {
+		select {
+		case m, ok := <-out:
+			if !ok {
+				t.Fatalf("out closed after %d messages; want %d", len(got), n)
+			}
+			got = append(got, m)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d messages; want %d", len(got), n)
+		}
+	}
+	return got
+}
+
+func checkClosedEmpty(t *testing.T, out <-chan *message.Message) {
+	t.Helper()
+	select {
+	case m, ok := <-out:
+		if ok {
+			t.Errorf("unexpected message %s on out", m.ID)
+		}
+	default:
+		t.Error("out not closed after Run returned")
+	}
+}
+
+func TestFetcherRegistersBeforeSending(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var inputs []*sqs.ReceiveMessageInput
+	api := &fakeAPI{ReceiveMessageFunc: func(_ context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		mu.Lock()
+		inputs = append(inputs, in)
+		mu.Unlock()
+		return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", 3)}, nil
+	}}
+	// A limit of 10: the first receive takes it all and gives 7 back; the
+	// next waits for 10 free, so exactly one receive happens.
+	tf := newTestFetcher(t, Config{WaitTime: 20 * time.Second, VisibilityTimeout: 30 * time.Second}, 10, api)
+	r := tf.run(t)
+
+	for _, m := range receiveN(t, tf.out, 3) {
+		if !tf.leases.has(m) {
+			t.Errorf("%s was sent before its lease was registered", m.ID)
+		}
+		if m.QueueURL != queueURL || m.ReceiveCount != 2 || m.ReceivedAt.IsZero() || m.FirstReceivedAt.IsZero() {
+			t.Errorf("message = %+v; want queue url, receive count 2 and receive times set", m)
+		}
+	}
+	waitFor(t, "the limiter to hold the 3 leases", func() bool { return tf.limiter.InUse() == 3 })
+	if err := r.stop(); err != nil {
+		t.Errorf("Run = %v; want nil", err)
+	}
+	checkClosedEmpty(t, tf.out)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(inputs) != 1 {
+		t.Fatalf("%d receives; want 1", len(inputs))
+	}
+	in := inputs[0]
+	if aws.ToString(in.QueueUrl) != queueURL || in.MaxNumberOfMessages != 10 || in.WaitTimeSeconds != 20 || in.VisibilityTimeout != 30 {
+		t.Errorf("input = url %s, max %d, wait %d, visibility %d; want %s, 10, 20, 30",
+			aws.ToString(in.QueueUrl), in.MaxNumberOfMessages, in.WaitTimeSeconds, in.VisibilityTimeout, queueURL)
+	}
+	if got := toFloat64(tf.metrics.MessagesReceived); got != 3 {
+		t.Errorf("messages received = %v; want 3", got)
+	}
+	if got := tf.health.n.Load(); got != 1 {
+		t.Errorf("ReceiveSucceeded called %d times; want 1", got)
+	}
+}
+
+func TestFetcherAsksOnlyForRoom(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	api := &fakeAPI{ReceiveMessageFunc: func(_ context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		asked.Store(in.MaxNumberOfMessages)
+		return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", int(in.MaxNumberOfMessages))}, nil
+	}}
+	tf := newTestFetcher(t, Config{Fetchers: 3, WaitTime: time.Second}, 4, api)
+	r := tf.run(t)
+	receiveN(t, tf.out, 4)
+	if got := asked.Load(); got != 4 {
+		t.Errorf("MaxNumberOfMessages = %d; want 4 (the limit)", got)
+	}
+	if got := api.calls.Load(); got != 1 {
+		t.Errorf("%d receives with the limit full; want 1", got)
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	checkClosedEmpty(t, tf.out)
+}
+
+func TestFetcherQueueMissing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{name: "QueueDoesNotExist", err: &types.QueueDoesNotExist{}},
+		{name: "legacy code", err: &smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue", Fault: smithy.FaultClient}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			api := &fakeAPI{ReceiveMessageFunc: func(context.Context, *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+				return nil, tt.err
+			}}
+			tf := newTestFetcher(t, Config{Fetchers: 2}, 20, api)
+			r := tf.run(t)
+			err := r.wait() // no cancel: Run stops by itself
+			if !errors.Is(err, ErrQueueMissing) {
+				t.Fatalf("Run = %v; want an error wrapping ErrQueueMissing", err)
+			}
+			if !strings.Contains(err.Error(), queueURL) {
+				t.Errorf("Run = %q; want it to name the queue", err)
+			}
+			checkClosedEmpty(t, tf.out)
+			if got := tf.limiter.InUse(); got != 0 {
+				t.Errorf("limiter InUse = %d after failed receives; want 0", got)
+			}
+		})
+	}
+}
+
+// timeoutError is a net.Error that timed out.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+var _ net.Error = timeoutError{}
+
+func TestFetcherBacksOffAndRecovers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{name: "throttled", err: &smithy.GenericAPIError{Code: "RequestThrottled", Fault: smithy.FaultServer}},
+		{name: "server error", err: &smithy.GenericAPIError{Code: "InternalError", Fault: smithy.FaultServer}},
+		{name: "network timeout", err: timeoutError{}},
+		{name: "access denied", err: &smithy.GenericAPIError{Code: "AccessDenied", Fault: smithy.FaultClient}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			const failures = 3
+			api := &fakeAPI{}
+			api.ReceiveMessageFunc = func(context.Context, *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+				if api.calls.Load() <= failures {
+					return nil, tt.err
+				}
+				return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", 2)}, nil
+			}
+			tf := newTestFetcher(t, Config{WaitTime: time.Second}, 10, api)
+			r := tf.run(t)
+			got := receiveN(t, tf.out, 2)
+			for _, m := range got {
+				if !tf.leases.has(m) {
+					t.Errorf("%s not registered", m.ID)
+				}
+			}
+			// Failed receives give their room back: only the two leases
+			// hold room.
+			waitFor(t, "the limiter to hold just the 2 leases", func() bool { return tf.limiter.InUse() == 2 })
+			if err := r.stop(); err != nil {
+				t.Errorf("Run = %v; want nil", err)
+			}
+			if got := api.calls.Load(); got != failures+1 {
+				t.Errorf("%d receives; want %d", got, failures+1)
+			}
+			if got := tf.health.n.Load(); got != 1 {
+				t.Errorf("ReceiveSucceeded called %d times; want 1 (not for failures)", got)
+			}
+			checkClosedEmpty(t, tf.out)
+		})
+	}
+}
+
+func TestFetcherStops(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		cfg      Config
+		limit    int
+		messages int
+	}{
+		{name: "while receiving nothing", cfg: Config{WaitTime: 0, Fetchers: 2}, limit: 10},
+		{name: "while waiting for room", cfg: Config{WaitTime: time.Second, Fetchers: 2}, limit: 10, messages: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			api := &fakeAPI{ReceiveMessageFunc: func(_ context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+				return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", tt.messages)}, nil
+			}}
+			tf := newTestFetcher(t, tt.cfg, tt.limit, api)
+			r := tf.run(t)
+			if tt.messages > 0 {
+				receiveN(t, tf.out, tt.messages)
+			} else {
+				waitFor(t, "a few empty receives", func() bool { return toFloat64(tf.metrics.ReceiveEmpty) >= 3 })
+			}
+			if err := r.stop(); err != nil {
+				t.Errorf("Run = %v; want nil", err)
+			}
+			checkClosedEmpty(t, tf.out)
+			if got := tf.limiter.InUse(); got != tt.messages {
+				t.Errorf("limiter InUse = %d; want %d (one per lease)", got, tt.messages)
+			}
+		})
+	}
+}
+
+func TestFetcherReleasesMessagesReceivedAfterStop(t *testing.T) {
+	t.Parallel()
+	entered := make(chan struct{})
+	proceed := make(chan struct{})
+	var pollCtxErr atomic.Value
+	api := &fakeAPI{}
+	api.ReceiveMessageFunc = func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if api.calls.Load() > 1 {
+			return nil, errors.New("only one receive expected")
+		}
+		close(entered)
+		<-proceed
+		pollCtxErr.Store(fmt.Sprint(ctx.Err()))
+		return &sqs.ReceiveMessageOutput{Messages: sqsMessages("late", 2)}, nil
+	}
+	tf := newTestFetcher(t, Config{WaitTime: 20 * time.Second}, 10, api)
+	r := tf.run(t)
+	<-entered
+
+	r.cancel()
+	// Run cannot return while its poll is out: the poll is not cancelled.
+	if r.returned() {
+		t.Fatalf("Run returned (%v) while a long poll was still waiting", r.err)
+	}
+	close(proceed)
+	if err := r.wait(); err != nil {
+		t.Errorf("Run = %v; want nil", err)
+	}
+
+	if got := pollCtxErr.Load(); got != "<nil>" {
+		t.Errorf("the long poll's context was cancelled (%v); a waiting poll must not be cancelled", got)
+	}
+	released := tf.leases.releasedMessages()
+	if len(released) != 2 {
+		t.Fatalf("released %d messages; want the 2 received after stop", len(released))
+	}
+	for _, m := range released {
+		if !tf.leases.has(m) {
+			t.Errorf("%s released without being registered", m.ID)
+		}
+	}
+	tf.leases.mu.Lock()
+	if tf.leases.releaseCtxErr != nil {
+		t.Errorf("Release got a done context (%v); it must outlive the stop", tf.leases.releaseCtxErr)
+	}
+	tf.leases.mu.Unlock()
+	checkClosedEmpty(t, tf.out)
+}
+
+func TestFetcherAbortCancelsWaitingPolls(t *testing.T) {
+	t.Parallel()
+	entered := make(chan struct{}, 2)
+	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	tf := newTestFetcher(t, Config{Fetchers: 2, WaitTime: 20 * time.Second}, 20, api)
+	r := tf.run(t)
+	<-entered
+	<-entered
+	r.cancel() // a forced shutdown: stop fetching, then abort the polls
+	if r.returned() {
+		t.Fatal("Run returned while its polls were waiting")
+	}
+	tf.Abort()
+	if err := r.wait(); err != nil {
+		t.Errorf("Run = %v; want nil", err)
+	}
+	checkClosedEmpty(t, tf.out)
+	if got := tf.limiter.InUse(); got != 0 {
+		t.Errorf("limiter InUse = %d after aborted polls; want 0", got)
+	}
+}

@@ -1,0 +1,196 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is a settable clock for Health.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// startServer serves m and h on a loopback port until the test ends.
+func startServer(t *testing.T, m *Metrics, h *Health) (base string, client *http.Client) {
+	t.Helper()
+	srv, err := Listen("127.0.0.1:0", m, h)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	transport := &http.Transport{DisableKeepAlives: true}
+	client = &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v; want nil after a graceful stop", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after its context was cancelled")
+		}
+		transport.CloseIdleConnections()
+	})
+	return "http://" + srv.Addr(), client
+}
+
+func get(t *testing.T, client *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestServerEndpoints(t *testing.T) {
+	t.Parallel()
+	m := New()
+	h := NewHealth(time.Minute)
+	base, client := startServer(t, m, h)
+
+	steps := []struct {
+		name     string
+		before   func()
+		path     string
+		wantCode int
+		wantBody []string
+	}{
+		{name: "healthz", path: "/healthz", wantCode: http.StatusOK, wantBody: []string{"ok"}},
+		{name: "readyz before a receive", path: "/readyz", wantCode: http.StatusServiceUnavailable, wantBody: []string{"no successful receive yet"}},
+		{name: "readyz after a receive", before: h.ReceiveSucceeded, path: "/readyz", wantCode: http.StatusOK, wantBody: []string{"ok"}},
+		{
+			name:     "metrics",
+			before:   func() { m.MessagesReceived.Add(3) },
+			path:     "/metrics",
+			wantCode: http.StatusOK,
+			wantBody: []string{
+				"sqsworker_messages_received_total 3",
+				`sqsworker_messages_processed_total{outcome="success"} 0`,
+				"go_goroutines",
+			},
+		},
+		{name: "unknown path", path: "/nope", wantCode: http.StatusNotFound},
+	}
+	// The steps build on each other, so they run in order.
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.before != nil {
+				s.before()
+			}
+			code, body := get(t, client, base+s.path)
+			if code != s.wantCode {
+				t.Errorf("GET %s = %d; want %d", s.path, code, s.wantCode)
+			}
+			for _, want := range s.wantBody {
+				if !strings.Contains(body, want) {
+					t.Errorf("GET %s body does not contain %q:\n%.2000s", s.path, want, body)
+				}
+			}
+		})
+	}
+}
+
+func TestHealthReady(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		receive   bool
+		elapsed   time.Duration // since the receive
+		wantReady bool
+		wantWhy   string
+	}{
+		{name: "never received", wantWhy: "no successful receive yet"},
+		{name: "just received", receive: true, wantReady: true, wantWhy: "ok"},
+		{name: "at the window", receive: true, elapsed: 30 * time.Second, wantReady: true, wantWhy: "ok"},
+		{name: "past the window", receive: true, elapsed: 31 * time.Second, wantWhy: "last successful receive was 31s ago"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clock := &fakeClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+			h := NewHealth(30 * time.Second)
+			h.now = clock.Now
+			if tt.receive {
+				h.ReceiveSucceeded()
+			}
+			clock.Add(tt.elapsed)
+			ready, why := h.Ready()
+			if ready != tt.wantReady || why != tt.wantWhy {
+				t.Errorf("Ready() = %v, %q; want %v, %q", ready, why, tt.wantReady, tt.wantWhy)
+			}
+		})
+	}
+}
+
+func TestReadyzFollowsReceives(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	h := NewHealth(30 * time.Second)
+	h.now = clock.Now
+	base, client := startServer(t, New(), h)
+
+	h.ReceiveSucceeded()
+	if code, _ := get(t, client, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("readyz = %d right after a receive; want 200", code)
+	}
+	clock.Add(time.Minute)
+	code, body := get(t, client, base+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "1m0s ago") {
+		t.Errorf("readyz = %d %q a minute after the last receive; want 503 naming its age", code, body)
+	}
+	h.ReceiveSucceeded()
+	if code, _ := get(t, client, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("readyz = %d after receives resumed; want 200", code)
+	}
+}
+
+func TestListenAddressInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute))
+	if err == nil {
+		srv.ln.Close()
+		t.Fatal("Listen on a taken address succeeded")
+	}
+	if !strings.Contains(err.Error(), "--metrics-addr") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("Listen = %q; want it to name --metrics-addr and the address", err)
+	}
+}
