@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqsworker/sqsworker/internal/testkit"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -23,32 +23,13 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
+var (
+	toFloat64 = testkit.Value
+	waitFor   = testkit.WaitFor
+)
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// toFloat64 is the sum of c's counters and gauges (over all label values
-// of a vector). testutil.ToFloat64 would do for single metrics, but its
-// package needs a go.sum entry (github.com/kylelemons/godebug) this module
-// does not have.
-func toFloat64(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 128)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			panic(err)
-		}
-		switch {
-		case pb.Counter != nil:
-			sum += pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			sum += pb.Gauge.GetValue()
-		}
-	}
-	return sum
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -140,16 +121,6 @@ func (l *fakeLeases) removedCount(m *message.Message) int {
 	return l.removed[m]
 }
 
-func (l *fakeLeases) totalRemoved() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.removed {
-		n += c
-	}
-	return n
-}
-
 func newMessages(n int, leases *fakeLeases) []*message.Message {
 	msgs := make([]*message.Message, n)
 	for i := range msgs {
@@ -186,22 +157,6 @@ func deleteAll(t *testing.T, d *Deleter, msgs []*message.Message) {
 	for _, m := range msgs {
 		if err := d.Delete(t.Context(), m); err != nil {
 			t.Fatalf("Delete(%s): %v", m.ID, err)
-		}
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
 		}
 	}
 }

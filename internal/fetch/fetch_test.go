@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqsworker/sqsworker/internal/testkit"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -24,35 +24,16 @@ import (
 	"github.com/sqsworker/sqsworker/internal/metrics"
 )
 
+var (
+	toFloat64 = testkit.Value
+	waitFor   = testkit.WaitFor
+)
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
-
-// toFloat64 is the sum of c's counters and gauges (over all label values
-// of a vector). testutil.ToFloat64 would do for single metrics, but its
-// package needs a go.sum entry (github.com/kylelemons/godebug) this module
-// does not have.
-func toFloat64(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 128)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			panic(err)
-		}
-		switch {
-		case pb.Counter != nil:
-			sum += pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			sum += pb.Gauge.GetValue()
-		}
-	}
-	return sum
-}
 
 // fakeAPI is a fetch.API whose ReceiveMessage is ReceiveMessageFunc.
 type fakeAPI struct {
@@ -195,22 +176,6 @@ func sqsMessages(prefix string, n int) []types.Message {
 		}
 	}
 	return msgs
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 func receiveN(t *testing.T, out <-chan *message.Message, n int) []*message.Message {

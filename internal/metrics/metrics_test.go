@@ -5,33 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqsworker/sqsworker/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
-// toFloat64 is the sum of c's counters and gauges (over all label values
-// of a vector). testutil.ToFloat64 would do for single metrics, but its
-// package needs a go.sum entry (github.com/kylelemons/godebug) this module
-// does not have.
-func toFloat64(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 128)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			panic(err)
-		}
-		switch {
-		case pb.Counter != nil:
-			sum += pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			sum += pb.Gauge.GetValue()
-		}
-	}
-	return sum
-}
+var (
+	toFloat64 = testkit.Value
+)
 
 func TestNewUsesOwnRegistry(t *testing.T) {
 	t.Parallel()

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/sqsworker/sqsworker/internal/testkit"
+
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -20,32 +20,13 @@ import (
 	"github.com/sqsworker/sqsworker/internal/metrics"
 )
 
+var (
+	toFloat64 = testkit.Value
+	waitFor   = testkit.WaitFor
+)
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// toFloat64 is the sum of c's counters and gauges (over all label values
-// of a vector). testutil.ToFloat64 would do for single metrics, but its
-// package needs a go.sum entry (github.com/kylelemons/godebug) this module
-// does not have.
-func toFloat64(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 128)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			panic(err)
-		}
-		switch {
-		case pb.Counter != nil:
-			sum += pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			sum += pb.Gauge.GetValue()
-		}
-	}
-	return sum
 }
 
 type retried struct {
@@ -200,22 +181,6 @@ func wait(t *testing.T, done <-chan struct{}, what string) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }
 

@@ -10,18 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqsworker/sqsworker/internal/testkit"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
+)
+
+var (
+	toFloat64 = testkit.Value
 )
 
 func TestMain(m *testing.M) {
@@ -32,30 +36,6 @@ const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 
 // t0 is the fake clock's start.
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-
-// toFloat64 is the sum of c's counters and gauges (over all label values
-// of a vector). testutil.ToFloat64 would do for single metrics, but its
-// package needs a go.sum entry (github.com/kylelemons/godebug) this module
-// does not have.
-func toFloat64(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric, 128)
-	c.Collect(ch)
-	close(ch)
-	sum := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			panic(err)
-		}
-		switch {
-		case pb.Counter != nil:
-			sum += pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			sum += pb.Gauge.GetValue()
-		}
-	}
-	return sum
-}
 
 // fakeAPI is a visibility.API whose ChangeMessageVisibilityBatch is
 // ChangeFunc (all entries succeed when it is nil); it keeps a copy of every
