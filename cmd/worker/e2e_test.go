@@ -170,7 +170,7 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	const n = 3000
 	q, sent := sendAll(t, "e2e-term", n, sqstest.QueueOptions{VisibilityTimeout: 60})
-	rec := newRecorder(t, func(string, int) int { time.Sleep(5 * time.Millisecond); return 200 })
+	rec := newRecorder(t, working(5*time.Millisecond))
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16",
 		"--wait-time", "2s", "--shutdown-timeout", "20s")
 	eventually(t, time.Minute, "some messages handled", func() bool { _, total := rec.snapshot(); return total > 300 })

@@ -28,7 +28,7 @@ func countLostAndDuplicates(sent []string, counts map[string]int) (lost, dup int
 func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	const n = 10000
 	q, sent := sendAll(t, "fault-kill", n, sqstest.QueueOptions{VisibilityTimeout: 3})
-	rec := newRecorder(t, func(string, int) int { time.Sleep(2 * time.Millisecond); return 200 })
+	rec := newRecorder(t, working(2*time.Millisecond))
 	args := []string{"--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "32", "--fetchers", "4",
 		"--wait-time", "1s", "--visibility-timeout", "3s"}
 	w := startWorker(t, args...)
@@ -59,7 +59,7 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 func TestSIGTERMThreeTimesNoLossNoDuplicates(t *testing.T) {
 	const n = 3000
 	q, sent := sendAll(t, "fault-term3", n, sqstest.QueueOptions{VisibilityTimeout: 60})
-	rec := newRecorder(t, func(string, int) int { time.Sleep(3 * time.Millisecond); return 200 })
+	rec := newRecorder(t, working(3*time.Millisecond))
 	args := []string{"--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16", "--wait-time", "1s", "--shutdown-timeout", "10s"}
 	for round := 1; round <= 3; round++ {
 		_, before := rec.snapshot()

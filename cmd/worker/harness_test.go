@@ -273,3 +273,15 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// working is a recorder behaviour for a handler whose work takes d and
+// succeeds: the time is the handler's own work under test, not a test
+// waiting for something.
+func working(d time.Duration) func(string, int) int {
+	return func(string, int) int {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		<-t.C
+		return http.StatusOK
+	}
+}
