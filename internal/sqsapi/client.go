@@ -27,8 +27,6 @@ type Options struct {
 	Region string
 	// Observer, when set, is told of every request attempt.
 	Observer Observer
-	// MaxConns bounds the connections to SQS; 0 leaves the SDK's default.
-	MaxConns int
 }
 
 // Observer is told of every SQS request attempt after it ends.
