@@ -133,10 +133,14 @@ func (s *Server) Stop() {
 }
 
 // Client returns an SQS client for the server.
-func (s *Server) Client() *sqs.Client {
+func (s *Server) Client() *sqs.Client { return NewClient(s.Endpoint) }
+
+// NewClient returns an SQS client for a local endpoint, the server's or a
+// Proxy's.
+func NewClient(endpoint string) *sqs.Client {
 	return sqs.New(sqs.Options{
 		Region:       Region,
-		BaseEndpoint: aws.String(s.Endpoint),
+		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
 	})
 }

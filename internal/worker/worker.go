@@ -1,0 +1,242 @@
+// Package worker wires the pipeline — fetch, pool, visibility, ack,
+// metrics — for one queue, and runs it until a signal with the graceful
+// shutdown of DESIGN.md. cmd/worker and the benchmark both run it.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/ack"
+	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/fetch"
+	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker/internal/pool"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
+	"github.com/sqsworker/sqsworker/internal/visibility"
+)
+
+// Worker is the wired pipeline for one queue.
+type Worker struct {
+	cfg      config.Config
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	health   *metrics.Health
+	server   *metrics.Server
+	leases   *visibility.Manager
+	deleter  *ack.Deleter
+	fetcher  *fetch.Fetcher
+	pool     *pool.Pool
+	buffered chan *message.Message
+}
+
+// New checks that the queue exists and the endpoint answers, opens the
+// metrics listener, and wires the pipeline around h. Nothing runs until Run.
+func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Logger) (*Worker, error) {
+	w := &Worker{cfg: cfg, log: log, metrics: metrics.New()}
+	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
+	client, err := sqsapi.New(ctx, sqsapi.Options{
+		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.resolveQueue(ctx, client); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health); err != nil {
+			return nil, err
+		}
+	}
+
+	limit := cfg.InFlightLimit()
+	limiter := fetch.NewLimiter(limit)
+	w.leases = visibility.New(visibility.Config{
+		QueueURL: cfg.QueueURL, VisibilityTimeout: cfg.VisibilityTimeout,
+		MaxExtension: cfg.MaxExtension, MaxProcessingTime: cfg.MaxProcessingTime,
+		OnRemove: func() { limiter.Release(1) },
+	}, client, log, w.metrics)
+	w.deleter = ack.New(ack.Config{QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval},
+		client, w.leases, log, w.metrics)
+	w.buffered = make(chan *message.Message, limit)
+	w.fetcher = fetch.New(fetch.Config{
+		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers,
+		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
+	}, client, w.leases, limiter, w.health, w.buffered, log, w.metrics)
+	w.pool = pool.New(pool.Config{
+		Concurrency: cfg.Concurrency, FIFO: cfg.FIFO(), HandlerTimeout: cfg.HandlerTimeout,
+		RetryBackoffMin: cfg.RetryBackoffMin, RetryBackoffMax: cfg.RetryBackoffMax,
+	}, h, w.leases, w.deleter, log, w.metrics)
+	return w, nil
+}
+
+// resolveQueue turns --queue into a URL and checks that the queue exists
+// and the endpoint answers, so that a typo fails at start-up in one line.
+func (w *Worker) resolveQueue(ctx context.Context, client *sqs.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	where := "SQS"
+	if w.cfg.EndpointURL != "" {
+		where = w.cfg.EndpointURL
+	}
+	if w.cfg.QueueURL == "" {
+		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(w.cfg.Queue)})
+		if err != nil {
+			return explainQueueError(err, w.cfg.Queue, where)
+		}
+		w.cfg.QueueURL = aws.ToString(out.QueueUrl)
+	}
+	_, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(w.cfg.QueueURL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return explainQueueError(err, w.cfg.QueueURL, where)
+	}
+	return nil
+}
+
+func explainQueueError(err error, queue, where string) error {
+	if sqsapi.IsQueueMissing(err) {
+		return fmt.Errorf("queue %s does not exist at %s: create it (or check --queue-url/--queue, --region, --endpoint-url)", queue, where)
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial tcp") {
+		msg = msg[i+2:]
+	}
+	return fmt.Errorf("cannot reach %s to look up queue %s: %s (check --endpoint-url, AWS_ENDPOINT_URL_SQS, credentials and network)", where, queue, msg)
+}
+
+// Serve builds a worker and runs it until a signal, then shuts down in DESIGN.md's
+// order: stop receives, release the buffer, let handlers finish within the
+// shutdown timeout while heartbeats go on, flush deletes, stop heartbeats.
+func Serve(cfg config.Config, h handler.Handler, log *zap.Logger, signals <-chan os.Signal) error {
+	w, err := New(context.Background(), cfg, h, log)
+	if err != nil {
+		return err
+	}
+	return w.Run(signals)
+}
+
+// Config is the configuration the worker runs with, QueueURL resolved.
+func (w *Worker) Config() config.Config { return w.cfg }
+
+// Metrics is the worker's collectors, for callers that read them in-process.
+func (w *Worker) Metrics() *metrics.Metrics { return w.metrics }
+
+// MetricsAddr is the address the metrics server listens on, "" without one.
+func (w *Worker) MetricsAddr() string {
+	if w.server == nil {
+		return ""
+	}
+	return w.server.Addr()
+}
+
+// Run runs the pipeline until a signal arrives on signals (or receiving
+// fails for good), then shuts down; a second signal forces the shutdown.
+// Run may be called once.
+func (w *Worker) Run(signals <-chan os.Signal) error {
+	cfg, log := w.cfg, w.log
+
+	bg := context.Background()
+	heartbeatCtx, stopHeartbeats := context.WithCancel(bg)
+	fetchCtx, stopFetching := context.WithCancel(bg)
+	workCtx, cancelWork := context.WithCancel(bg)
+	defer stopHeartbeats()
+	defer stopFetching()
+	defer cancelWork()
+
+	heartbeatDone := make(chan struct{})
+	go func() { _ = w.leases.Run(heartbeatCtx); close(heartbeatDone) }()
+	w.deleter.Start()
+	serverCtx, stopServer := context.WithCancel(bg)
+	var serverDone chan error // nil, so never ready, without a server
+	if w.server != nil {
+		serverDone = make(chan error, 1)
+		go func() { serverDone <- w.server.Run(serverCtx) }()
+	}
+	fetchDone := make(chan error, 1)
+	go func() { fetchDone <- w.fetcher.Run(fetchCtx) }()
+	poolDone := make(chan struct{})
+	go func() { w.pool.Run(workCtx, w.buffered); close(poolDone) }()
+
+	log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
+		zap.Int("fetchers", cfg.Fetchers), zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
+		zap.String("metrics_addr", w.MetricsAddr()))
+
+	var runErr error
+	select {
+	case sig := <-signals:
+		log.Info("shutting down: no new receives; releasing buffered messages; waiting for running handlers",
+			zap.String("signal", sig.String()), zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
+	case err := <-fetchDone:
+		runErr = err
+		fetchDone <- err
+		log.Error("stopping: cannot receive", zap.Error(err))
+	case err := <-serverDone:
+		runErr = err
+		serverDone <- err
+		log.Error("stopping: metrics server failed", zap.Error(err))
+	}
+
+	stopFetching()
+	w.pool.Drain()
+	deadline := time.NewTimer(cfg.ShutdownTimeout)
+	defer deadline.Stop()
+	select {
+	case <-poolDone:
+	case <-deadline.C:
+		log.Warn("shutdown timeout: cancelling running handlers; their messages are released")
+		w.forceStop(cancelWork, poolDone)
+	case sig := <-signals:
+		log.Warn("second signal: cancelling running handlers; their messages are released", zap.String("signal", sig.String()))
+		w.forceStop(cancelWork, poolDone)
+	}
+	cancelWork()
+
+	// The final flush runs on a context no signal cancels, with its own
+	// bound; heartbeats go on meanwhile so leases stay valid.
+	flushCtx, cancelFlush := context.WithTimeout(bg, 15*time.Second)
+	if err := w.deleter.Stop(flushCtx); err != nil {
+		log.Error("final delete flush incomplete; those messages will be redelivered", zap.Error(err))
+	}
+	cancelFlush()
+	stopHeartbeats()
+	<-heartbeatDone
+	stopServer()
+	if w.server != nil {
+		if err := <-serverDone; err != nil {
+			log.Warn("metrics server did not stop cleanly", zap.Error(err))
+		}
+	}
+	if err := <-fetchDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	if left := w.leases.Len(); left > 0 {
+		log.Warn("leases still held at exit; those messages stay invisible until their visibility timeout", zap.Int("leases", left))
+	}
+	log.Info("worker stopped")
+	return runErr
+}
+
+// forceStop cancels handlers and long polls, then waits a little for the
+// pool; a handler that ignores its context cannot hold the process.
+func (w *Worker) forceStop(cancelWork context.CancelFunc, poolDone <-chan struct{}) {
+	w.fetcher.Abort()
+	cancelWork()
+	select {
+	case <-poolDone:
+	case <-time.After(5 * time.Second):
+		w.log.Error("handlers ignored cancellation; exiting without them")
+	}
+}
