@@ -34,6 +34,7 @@ type Metrics struct {
 	MessagesInFlight     prometheus.Gauge
 	MessagesBuffered     prometheus.Gauge
 	HandlersRunning      prometheus.Gauge
+	HandlersHung         prometheus.Gauge
 	SQSRequests          *prometheus.CounterVec
 	SQSRequestDuration   *prometheus.HistogramVec
 	VisibilityExtensions prometheus.Counter
@@ -77,6 +78,10 @@ func New() *Metrics {
 		HandlersRunning: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_handlers_running",
 			Help: "Handlers running now.",
+		}),
+		HandlersHung: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_handlers_hung",
+			Help: "Handlers that ignored their cancellation and still run; their messages were retried, their slots stay busy.",
 		}),
 		SQSRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sqsworker_sqs_requests_total",
@@ -134,7 +139,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.MessagesReceived, m.MessagesProcessed, m.HandlerDuration,
-		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning,
+		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning, m.HandlersHung,
 		m.SQSRequests, m.SQSRequestDuration,
 		m.VisibilityExtensions, m.ExtensionBatches, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,

@@ -51,12 +51,17 @@ type Config struct {
 	// ChangeTimeout bounds the visibility changes that end a lease.
 	// Defaults to 15s.
 	ChangeTimeout time.Duration
+	// HangGrace is how long a cancelled handler may take to return before
+	// its message is settled without it. Defaults to 5s.
+	HangGrace time.Duration
 }
 
 var (
 	errHandlerTimeout = errors.New("handler timeout")
 	errPanic          = errors.New("handler panicked")
+	errHung           = errors.New("handler ignored its cancellation")
 )
+
 
 // Pool dispatches messages to handlers.
 type Pool struct {
@@ -91,6 +96,9 @@ type group struct {
 func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Logger, m *metrics.Metrics) *Pool {
 	if cfg.ChangeTimeout <= 0 {
 		cfg.ChangeTimeout = 15 * time.Second
+	}
+	if cfg.HangGrace <= 0 {
+		cfg.HangGrace = 5 * time.Second
 	}
 	return &Pool{
 		cfg: cfg, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
@@ -269,7 +277,18 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 
 	p.metrics.HandlersRunning.Inc()
 	start := time.Now()
-	err := p.call(ctx, msg)
+	stillRunning, err := p.callWatched(ctx, msg)
+	if stillRunning != nil {
+		// Settle the message now; the slot stays busy until the handler
+		// returns, so concurrency still bounds what runs.
+		defer func() {
+			p.log.Error("handler ignored its cancellation; its message was settled without it, and its slot stays busy until it returns",
+				zap.String("message_id", msg.ID), zap.Duration("grace", p.cfg.HangGrace), zap.Error(context.Cause(ctx)))
+			p.metrics.HandlersHung.Inc()
+			<-stillRunning
+			p.metrics.HandlersHung.Dec()
+		}()
+	}
 	took := time.Since(start)
 	p.metrics.HandlersRunning.Dec()
 	p.metrics.HandlerDuration.Observe(took.Seconds())
@@ -324,6 +343,32 @@ func (p *Pool) lost(msg *message.Message, why string) {
 	p.log.Warn(why, zap.String("message_id", msg.ID))
 	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeLost).Inc()
 	p.leases.Remove(msg)
+}
+
+// callWatched runs the handler in its own goroutine so that one that
+// ignores its cancellation cannot hold its message: HangGrace after ctx is
+// done it returns errHung and stillRunning, closed when the handler
+// finally returns.
+func (p *Pool) callWatched(ctx context.Context, msg *message.Message) (stillRunning <-chan struct{}, err error) {
+	result := make(chan error, 1)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		result <- p.call(ctx, msg)
+	}()
+	select {
+	case err := <-result:
+		return nil, err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(p.cfg.HangGrace)
+	defer grace.Stop()
+	select {
+	case err := <-result:
+		return nil, err
+	case <-grace.C:
+		return returned, fmt.Errorf("%w for %s: %w", errHung, p.cfg.HangGrace, context.Cause(ctx))
+	}
 }
 
 // call runs the handler, turning a panic into an error with its stack.

@@ -373,6 +373,42 @@ func TestPoolSurvivesPanics(t *testing.T) {
 	}
 }
 
+// TestPoolHungHandlerSettledWithoutIt: a handler that ignores its
+// cancellation has its message retried after the grace, while its slot
+// stays busy until it returns.
+func TestPoolHungHandlerSettledWithoutIt(t *testing.T) {
+	t.Parallel()
+	unblock := make(chan struct{})
+	var started atomic.Int32
+	tp := newTestPool(Config{Concurrency: 1, HandlerTimeout: 10 * time.Millisecond, HangGrace: 20 * time.Millisecond},
+		handler.Func(func(_ context.Context, m *message.Message) error {
+			started.Add(1)
+			if m.ID == "hang" {
+				<-unblock // ignores ctx
+			}
+			return nil
+		}))
+	done := tp.start(context.Background(), feed(newMessage("hang", 1), newMessage("next", 1)))
+	waitFor(t, "the hung handler's message retried", func() bool { return len(tp.leases.snapshot().retries) == 1 })
+	if got := tp.outcome(metrics.OutcomeTimeout); got != 1 {
+		t.Errorf("outcome timeout = %v; want 1", got)
+	}
+	if got := toFloat64(tp.metrics.HandlersHung); got != 1 {
+		t.Errorf("handlers hung = %v; want 1", got)
+	}
+	if got := started.Load(); got != 1 {
+		t.Errorf("%d handlers started while the only slot was held by a hung one; want 1", got)
+	}
+	close(unblock)
+	wait(t, done, "Run")
+	if got := toFloat64(tp.metrics.HandlersHung); got != 0 {
+		t.Errorf("handlers hung = %v after it returned; want 0", got)
+	}
+	if got := len(tp.acker.all()); got != 1 || tp.acker.all()[0].ID != "next" {
+		t.Errorf("deleted %v; want only next (the hung one's late success is not a delete)", tp.acker.all())
+	}
+}
+
 func TestPoolConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	const concurrency, n = 3, 12

@@ -126,8 +126,12 @@ func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts 
 			delete(pending, aws.ToString(f.Id))
 			if sqsapi.IsHandleGone(sqsapi.EntryCode(f)) {
 				gone(batch[i])
+				m.log.Warn("change visibility refused: the receipt handle is no longer valid; the lease is lost, "+
+					"so the handler is cancelled and the message will not be deleted with this handle",
+					zap.String("message_id", batch[i].ID), zap.String("error_code", sqsapi.EntryError(f)))
+				continue
 			}
-			m.log.Warn("change visibility entry failed",
+			m.log.Warn("change visibility entry failed; the message keeps its current deadline",
 				zap.String("message_id", batch[i].ID), zap.String("error_code", sqsapi.EntryError(f)))
 		}
 		if !retry {
