@@ -62,7 +62,6 @@ var (
 	errHung           = errors.New("handler ignored its cancellation")
 )
 
-
 // Pool dispatches messages to handlers.
 type Pool struct {
 	cfg     Config
