@@ -88,6 +88,8 @@ type Config struct {
 	HTTPTimeout time.Duration
 	// Exec is the command (argv, no shell) the exec handler runs.
 	Exec []string
+	// handlerInCode skips the handler checks; see ValidateWithHandler.
+	handlerInCode bool
 	// UnwrapSNS makes the handler see the inner message of SNS envelopes.
 	UnwrapSNS bool
 
@@ -187,17 +189,19 @@ func (c *Config) Validate() error {
 	if c.WaitTime%time.Second != 0 || c.VisibilityTimeout%time.Second != 0 {
 		return fmt.Errorf("--wait-time and --visibility-timeout must be whole seconds (SQS counts in seconds)")
 	}
-	switch c.Handler {
-	case "http":
-		if c.HTTPURL == "" {
-			return fmt.Errorf("--http-url is required with --handler http: the URL each message body is POSTed to")
+	if !c.handlerInCode {
+		switch c.Handler {
+		case "http":
+			if c.HTTPURL == "" {
+				return fmt.Errorf("--http-url is required with --handler http: the URL each message body is POSTed to")
+			}
+		case "exec":
+			if len(c.Exec) == 0 {
+				return fmt.Errorf("--exec is required with --handler exec: the command to run per message")
+			}
+		default:
+			return fmt.Errorf("--handler is %q: it must be http or exec", c.Handler)
 		}
-	case "exec":
-		if len(c.Exec) == 0 {
-			return fmt.Errorf("--exec is required with --handler exec: the command to run per message")
-		}
-	default:
-		return fmt.Errorf("--handler is %q: it must be http or exec", c.Handler)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -210,6 +214,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--log-format is %q: it must be json or console", c.LogFormat)
 	}
 	return nil
+}
+
+// ValidateWithHandler is Validate for a caller that supplies the handler
+// in code (a program embedding the worker, the benchmark): the handler
+// flags are not checked.
+func (c *Config) ValidateWithHandler() error {
+	c.handlerInCode = true
+	defer func() { c.handlerInCode = false }()
+	return c.Validate()
 }
 
 // InFlightLimit is how many leases the worker may hold at once.

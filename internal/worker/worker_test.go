@@ -1,0 +1,271 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
+)
+
+var server *sqstest.Server
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	var err error
+	if server, err = sqstest.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, kv := range server.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			server.Stop()
+			return 1
+		}
+	}
+	code := m.Run()
+	server.Stop()
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// running is a worker running in-process.
+type running struct {
+	t       *testing.T
+	w       *Worker
+	signals chan os.Signal
+	done    chan struct{} // closed when Run returned, with err set
+	err     error
+}
+
+func start(t *testing.T, cfg config.Config, h handler.Handler) *running {
+	t.Helper()
+	cfg.EndpointURL = server.Endpoint
+	cfg.MetricsAddr = "127.0.0.1:0"
+	if err := cfg.ValidateWithHandler(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(context.Background(), cfg, h, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{t: t, w: w, signals: make(chan os.Signal, 2), done: make(chan struct{})}
+	go func() { r.err = w.Run(r.signals); close(r.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			r.signals <- syscall.SIGTERM
+			r.signals <- syscall.SIGTERM
+			<-r.done
+		}
+	})
+	return r
+}
+
+// stop sends SIGTERM and waits for Run to return.
+func (r *running) stop(within time.Duration) error {
+	r.t.Helper()
+	r.signals <- syscall.SIGTERM
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(within):
+		r.t.Fatalf("Run did not return within %s of SIGTERM", within)
+		return nil
+	}
+}
+
+func (r *running) ready() bool {
+	resp, err := http.Get("http://" + r.w.MetricsAddr() + "/readyz")
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (r *running) outcome(o string) float64 {
+	return testkit.Value(r.w.Metrics().MessagesProcessed.WithLabelValues(o))
+}
+
+// tally counts handler calls per body.
+type tally struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *tally) add(body string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[body]++
+	return c.counts[body]
+}
+
+func (c *tally) get(body string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[body]
+}
+
+func (c *tally) distinct() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.counts)
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func goodBodies(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("good-%04d", i)
+	}
+	return out
+}
+
+// TestHandlerPanicTimeoutHang: a handler that panics, one that overruns
+// --handler-timeout, and one that ignores its cancellation are each
+// counted and retried, while 500 good messages flow and the worker stays
+// up and ready.
+func TestHandlerPanicTimeoutHang(t *testing.T) {
+	q, err := server.CreateQueue(ctxT(t), "worker-faults", sqstest.QueueOptions{VisibilityTimeout: 10, MaxReceiveCount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := goodBodies(500)
+	if err := server.SendBodies(ctxT(t), q.URL, append([]string{"panic", "timeout", "hang"}, good...), nil); err != nil {
+		t.Fatal(err)
+	}
+	unhang := make(chan struct{})
+	var unhangOnce sync.Once
+	t.Cleanup(func() { unhangOnce.Do(func() { close(unhang) }) })
+	var calls tally
+	h := handler.Func(func(ctx context.Context, msg *message.Message) error {
+		n := calls.add(msg.Body)
+		switch {
+		case msg.Body == "panic" && n <= 2:
+			panic("handler bug")
+		case msg.Body == "timeout" && n == 1:
+			<-ctx.Done()
+			return ctx.Err()
+		case msg.Body == "hang" && n == 1:
+			<-unhang // ignores ctx
+		}
+		return nil
+	})
+	cfg := config.Default()
+	cfg.QueueURL, cfg.Concurrency, cfg.WaitTime = q.URL, 8, time.Second
+	cfg.VisibilityTimeout, cfg.HandlerTimeout = 10*time.Second, 500*time.Millisecond
+	cfg.RetryBackoffMin, cfg.RetryBackoffMax = 100*time.Millisecond, 100*time.Millisecond
+	r := start(t, cfg, h)
+
+	testkit.WaitFor(t, "the hung handler's message retried and handled", func() bool { return calls.get("hang") == 2 })
+	hung := testkit.Value(r.w.Metrics().HandlersHung)
+	testkit.WaitFor(t, "every message handled", func() bool { return calls.distinct() == len(good)+3 })
+	testkit.WaitFor(t, "every message deleted", func() bool {
+		return testkit.Value(r.w.Metrics().MessagesDeleted) == float64(len(good)+3)
+	})
+	ready := r.ready()
+	unhangOnce.Do(func() { close(unhang) })
+	if err := r.stop(time.Minute); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	dup := 0
+	for _, b := range good {
+		dup += calls.get(b) - 1
+	}
+	d, err := server.QueueDepth(ctxT(t), q.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := server.QueueDepth(ctxT(t), q.DLQURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("figures: panic_calls=%d timeout_calls=%d hang_calls=%d outcome_panic=%.0f outcome_timeout=%.0f hung_while_held=%.0f good_duplicates=%d ready=%v left=%d dlq=%d",
+		calls.get("panic"), calls.get("timeout"), calls.get("hang"), r.outcome("panic"), r.outcome("timeout"), hung, dup, ready,
+		d.Visible+d.InFlight, dlq.Visible)
+	if calls.get("panic") != 3 || calls.get("timeout") != 2 || calls.get("hang") != 2 {
+		t.Errorf("calls: panic %d (want 3), timeout %d (want 2), hang %d (want 2)", calls.get("panic"), calls.get("timeout"), calls.get("hang"))
+	}
+	if r.outcome("panic") != 2 || r.outcome("timeout") != 2 {
+		t.Errorf("outcomes: panic %v (want 2), timeout %v (want 2: one overrun, one hung)", r.outcome("panic"), r.outcome("timeout"))
+	}
+	if hung != 1 {
+		t.Errorf("sqsworker_handlers_hung = %v while the handler was held; want 1", hung)
+	}
+	if dup != 0 || !ready || d.Visible+d.InFlight != 0 || dlq.Visible != 0 {
+		t.Errorf("good duplicates %d, ready %v, left in queue %d, in DLQ %d: want 0, true, 0, 0", dup, ready, d.Visible+d.InFlight, dlq.Visible)
+	}
+}
+
+// TestShutdownNotHeldByHungHandler: SIGTERM while a handler ignores its
+// context; the shutdown timeout passes, the handler is cancelled, and after
+// the grace its message is released and Run returns.
+func TestShutdownNotHeldByHungHandler(t *testing.T) {
+	q, err := server.CreateQueue(ctxT(t), "worker-hang", sqstest.QueueOptions{VisibilityTimeout: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.SendBodies(ctxT(t), q.URL, []string{"hang"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	unhang := make(chan struct{})
+	started := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { close(unhang) })
+	cfg := config.Default()
+	cfg.QueueURL, cfg.WaitTime, cfg.ShutdownTimeout = q.URL, time.Second, time.Second
+	r := start(t, cfg, handler.Func(func(context.Context, *message.Message) error {
+		once.Do(func() { close(started) })
+		<-unhang
+		return nil
+	}))
+	<-started
+	begin := time.Now()
+	if err := r.stop(30 * time.Second); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	took := time.Since(begin)
+	d, err := server.QueueDepth(ctxT(t), q.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("figures: shutdown_took=%s visible_after=%d in_flight_after=%d", took.Round(time.Millisecond), d.Visible, d.InFlight)
+	if d.Visible != 1 {
+		t.Errorf("visible %d after shutdown, want 1: the hung handler's message should be released", d.Visible)
+	}
+}
