@@ -114,7 +114,7 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := bodies("good", 200)
+	good := bodies("good", 1000)
 	all := append([]string{"poison-1"}, good...)
 	if err := server.SendBodies(ctxT(t), q.URL, all, nil); err != nil {
 		t.Fatal(err)
@@ -146,14 +146,15 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 	w.stop(syscall.SIGTERM, time.Minute)
 
 	counts, _ := rec.snapshot()
+	lost, dup := countLostAndDuplicates(good, counts)
 	for _, b := range good {
 		if counts[b] != 1 {
 			t.Errorf("good message %s handled %d times, want 1", b, counts[b])
 		}
 	}
 	_ = firstFail
-	t.Logf("figures: poison_receives=%d retry_gaps=%v failures=%v dlq_visible=1",
-		counts["poison-1"], gaps, m["sqsworker_messages_processed_total{outcome=failure}"])
+	t.Logf("figures: poison_receives=%d retry_gaps=%v failures=%v dlq_visible=1 good=%d good_lost=%d good_duplicates=%d",
+		counts["poison-1"], gaps, m["sqsworker_messages_processed_total{outcome=failure}"], len(good), lost, dup)
 	if counts["poison-1"] != 3 {
 		t.Errorf("poison handled %d times, want 3 (maxReceiveCount)", counts["poison-1"])
 	}

@@ -69,11 +69,42 @@ type proc struct {
 	started chan struct{}
 }
 
-// startWorker runs the worker binary against the test server.
+// startWorker runs the worker binary (built with -race) against the test
+// server.
 func startWorker(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, workerBin, args...)
+}
+
+var (
+	plainBuild    sync.Once
+	plainBin      string
+	plainBuildErr error
+)
+
+// plainWorkerBin builds the worker without -race, for the tests that
+// measure a rate: the race detector's CPU cost would measure this
+// machine's two cores, not the worker.
+func plainWorkerBin(t *testing.T) string {
+	t.Helper()
+	plainBuild.Do(func() {
+		plainBin = filepath.Join(filepath.Dir(workerBin), "worker-plain")
+		out, err := exec.Command("go", "build", "-o", plainBin, ".").CombinedOutput()
+		if err != nil {
+			plainBuildErr = fmt.Errorf("build worker without -race: %w\n%s", err, out)
+		}
+	})
+	if plainBuildErr != nil {
+		t.Fatal(plainBuildErr)
+	}
+	return plainBin
+}
+
+// startBinary runs a worker binary against the test server.
+func startBinary(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
 	args = append([]string{"run", "--metrics-addr", "127.0.0.1:0", "--log-level", "info"}, args...)
-	cmd := exec.Command(workerBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), server.Env()...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw

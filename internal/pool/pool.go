@@ -27,6 +27,7 @@ type Leases interface {
 	Start(msg *message.Message, cancel context.CancelCauseFunc) bool
 	Alive(msg *message.Message) bool
 	Remove(msg *message.Message)
+	Handled(msg *message.Message)
 	Retry(ctx context.Context, msg *message.Message, delay time.Duration)
 	Release(ctx context.Context, msgs []*message.Message)
 	ObserveDuration(d time.Duration)
@@ -300,6 +301,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 			p.lost(msg, "delete could not be queued")
 			return false
 		}
+		p.leases.Handled(msg)
 		p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeSuccess).Inc()
 		return true
 	case err == nil || !p.leases.Alive(msg):

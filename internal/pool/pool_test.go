@@ -42,6 +42,7 @@ type fakeLeases struct {
 	noStart  map[*message.Message]bool
 	started  []*message.Message
 	removed  []*message.Message
+	handled  []*message.Message
 	retries  []retried
 	released []*message.Message
 	observed int
@@ -77,6 +78,12 @@ func (l *fakeLeases) Remove(msg *message.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.removed = append(l.removed, msg)
+}
+
+func (l *fakeLeases) Handled(msg *message.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handled = append(l.handled, msg)
 }
 
 func (l *fakeLeases) Retry(_ context.Context, msg *message.Message, delay time.Duration) {

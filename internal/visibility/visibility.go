@@ -48,8 +48,9 @@ type Config struct {
 	MaxConcurrentBatches int
 	// RequestTimeout bounds one SQS call. Defaults to 10s.
 	RequestTimeout time.Duration
-	// OnRemove is called once for every lease removed from the table; fetch
-	// uses it to free room for new receives.
+	// OnRemove is called once for every lease, when it is removed from the
+	// table or, earlier, when Handled says its handler is done with it;
+	// fetch uses it to free room for new receives.
 	OnRemove func()
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
@@ -61,6 +62,7 @@ type lease struct {
 	hardLimit    time.Time
 	cancel       context.CancelCauseFunc
 	lost         bool
+	handled      bool // OnRemove already called by Handled
 }
 
 // Manager is the lease table. Its methods are safe for concurrent use; the
@@ -115,7 +117,9 @@ func (m *Manager) Add(msgs ...*message.Message) {
 			// Redelivered to us while we still held it: the old handle is
 			// stale. Fence the old lease; the new one replaces it.
 			m.loseLocked(old)
-			m.cfg.OnRemove()
+			if !old.handled {
+				m.cfg.OnRemove()
+			}
 		}
 		hard := msg.ReceivedAt.Add(m.cfg.MaxProcessingTime)
 		if sqsLimit := msg.FirstReceivedAt.Add(maxVisibility); sqsLimit.Before(hard) {
@@ -172,6 +176,24 @@ func (m *Manager) Remove(msg *message.Message) {
 	}
 	delete(m.leases, msg.ID)
 	m.metrics.MessagesInFlight.Set(float64(len(m.leases)))
+	m.mu.Unlock()
+	if !l.handled {
+		m.cfg.OnRemove()
+	}
+}
+
+// Handled says msg's handler is done and its delete is queued: its room
+// for new receives is freed now (OnRemove), while the lease stays, kept
+// alive, until the delete is confirmed and Remove is called. Without this,
+// leases awaiting their delete batch would starve the fetchers.
+func (m *Manager) Handled(msg *message.Message) {
+	m.mu.Lock()
+	l, ok := m.leases[msg.ID]
+	if !ok || l.msg != msg || l.handled {
+		m.mu.Unlock()
+		return
+	}
+	l.handled = true
 	m.mu.Unlock()
 	m.cfg.OnRemove()
 }

@@ -719,6 +719,38 @@ func TestAddSameIDTwice(t *testing.T) {
 	}
 }
 
+// TestHandledFreesRoomOnce: Handled gives the fetcher its room back while
+// the lease stays alive for its delete; Remove later does not give it twice.
+func TestHandledFreesRoomOnce(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, Config{}, &fakeAPI{})
+	msgs := received("m", 2, t0)
+	m.Add(msgs...)
+	m.Handled(msgs[0])
+	m.Handled(msgs[0])
+	if got := m.removals.Load(); got != 1 {
+		t.Errorf("OnRemove called %d times after Handled twice; want 1", got)
+	}
+	if !m.Alive(msgs[0]) || m.Len() != 2 {
+		t.Errorf("after Handled: Alive = %v, Len = %d; want true, 2 (the lease waits for its delete)", m.Alive(msgs[0]), m.Len())
+	}
+	m.Remove(msgs[0])
+	m.Remove(msgs[1])
+	m.Handled(msgs[1]) // after Remove: harmless
+	if got := m.removals.Load(); got != 2 {
+		t.Errorf("OnRemove called %d times; want 2", got)
+	}
+	// A redelivery replacing a handled lease does not free its room again.
+	again := received("m", 1, t0.Add(time.Second))
+	m.Add(again...)
+	m.Handled(again[0])
+	redelivered := received("m", 1, t0.Add(2*time.Second))
+	m.Add(redelivered...)
+	if got := m.removals.Load(); got != 3 {
+		t.Errorf("OnRemove called %d times after a redelivery of a handled lease; want 3", got)
+	}
+}
+
 func TestStartUnknownLease(t *testing.T) {
 	t.Parallel()
 	m := newTestManager(t, Config{}, &fakeAPI{})
