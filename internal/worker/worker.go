@@ -40,16 +40,46 @@ type Worker struct {
 	buffered chan *message.Message
 }
 
+// API is every SQS call the pipeline makes; *sqs.Client implements it.
+type API interface {
+	fetch.API
+	ack.API
+	visibility.API
+	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// Option changes how New wires the worker.
+type Option func(*options)
+
+type options struct {
+	wrapAPI func(API) API
+}
+
+// WithAPIWrapper puts wrap around the SQS client the pipeline uses; tests
+// use it to inject the faults a real server cannot produce.
+func WithAPIWrapper(wrap func(API) API) Option {
+	return func(o *options) { o.wrapAPI = wrap }
+}
+
 // New checks that the queue exists and the endpoint answers, opens the
 // metrics listener, and wires the pipeline around h. Nothing runs until Run.
-func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Logger) (*Worker, error) {
+func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Logger, opts ...Option) (*Worker, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	w := &Worker{cfg: cfg, log: log, metrics: metrics.New()}
 	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
-	client, err := sqsapi.New(ctx, sqsapi.Options{
+	sdk, err := sqsapi.New(ctx, sqsapi.Options{
 		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics,
 	})
 	if err != nil {
 		return nil, err
+	}
+	var client API = sdk
+	if o.wrapAPI != nil {
+		client = o.wrapAPI(client)
 	}
 	if err := w.resolveQueue(ctx, client); err != nil {
 		return nil, err
@@ -83,7 +113,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 
 // resolveQueue turns --queue into a URL and checks that the queue exists
 // and the endpoint answers, so that a typo fails at start-up in one line.
-func (w *Worker) resolveQueue(ctx context.Context, client *sqs.Client) error {
+func (w *Worker) resolveQueue(ctx context.Context, client API) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	where := "SQS"

@@ -70,7 +70,13 @@ func start(t *testing.T, cfg config.Config, h handler.Handler) *running {
 	if err := cfg.ValidateWithHandler(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(context.Background(), cfg, h, zap.NewNop())
+	return startWith(t, cfg, h)
+}
+
+// startWith runs a worker on a validated cfg.
+func startWith(t *testing.T, cfg config.Config, h handler.Handler, opts ...Option) *running {
+	t.Helper()
+	w, err := New(context.Background(), cfg, h, zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
