@@ -39,6 +39,7 @@ type Metrics struct {
 	SQSRequestDuration   *prometheus.HistogramVec
 	VisibilityExtensions prometheus.Counter
 	ExtensionBatches     prometheus.Counter
+	ExtensionSeconds     prometheus.Gauge
 	LeasesLost           prometheus.Counter
 	MessagesReleased     prometheus.Counter
 	MessagesRetried      prometheus.Counter
@@ -96,6 +97,10 @@ func New() *Metrics {
 			Name: "sqsworker_visibility_extensions_total",
 			Help: "Leases extended by the heartbeat (one per message per extension).",
 		}),
+		ExtensionSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_visibility_extension_seconds",
+			Help: "What the heartbeat extends a lease by now: the p99 handler time within --visibility-timeout ... --max-extension.",
+		}),
 		ExtensionBatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sqsworker_visibility_extension_batches_total",
 			Help: "ChangeMessageVisibilityBatch calls sent by the heartbeat.",
@@ -141,7 +146,7 @@ func New() *Metrics {
 		m.MessagesReceived, m.MessagesProcessed, m.HandlerDuration,
 		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning, m.HandlersHung,
 		m.SQSRequests, m.SQSRequestDuration,
-		m.VisibilityExtensions, m.ExtensionBatches, m.LeasesLost,
+		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize,
 	)

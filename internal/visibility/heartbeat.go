@@ -62,6 +62,7 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 	now := m.cfg.Now()
 	horizon := now.Add(2*m.Tick() + heartbeatGrace)
 	ext := m.Extension()
+	m.metrics.ExtensionSeconds.Set(ext.Seconds())
 
 	var due []*message.Message
 	var timeouts []time.Duration

@@ -275,3 +275,69 @@ func TestShutdownNotHeldByHungHandler(t *testing.T) {
 		t.Errorf("visible %d after shutdown, want 1: the hung handler's message should be released", d.Visible)
 	}
 }
+
+// TestAdaptiveLeases: with a 2s visibility timeout and 5s handlers, the
+// first wave is extended 2s at a time; once the handler times are
+// measured, extensions follow their p99 (5s), so the second wave needs far
+// fewer of them. No message is redelivered in either wave.
+func TestAdaptiveLeases(t *testing.T) {
+	const wave, handlerTime = 10, 5 * time.Second
+	q, err := server.CreateQueue(ctxT(t), "worker-adaptive", sqstest.QueueOptions{VisibilityTimeout: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls tally
+	h := handler.Func(func(ctx context.Context, msg *message.Message) error {
+		calls.add(msg.Body)
+		tm := time.NewTimer(handlerTime) // the handler's own work
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	cfg := config.Default()
+	cfg.QueueURL, cfg.Concurrency, cfg.WaitTime = q.URL, wave, time.Second
+	cfg.VisibilityTimeout, cfg.MaxExtension = 2*time.Second, time.Minute
+	r := start(t, cfg, h)
+	m := r.w.Metrics()
+
+	extended := func(bodies []string) float64 {
+		before := testkit.Value(m.VisibilityExtensions)
+		if err := server.SendBodies(ctxT(t), q.URL, bodies, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitLong(t, time.Minute, "the wave deleted", func() bool {
+			return testkit.Value(m.MessagesDeleted) == float64(calls.distinct()) && calls.distinct()%wave == 0 &&
+				calls.get(bodies[len(bodies)-1]) > 0 && testkit.Value(m.MessagesInFlight) == 0
+		})
+		return testkit.Value(m.VisibilityExtensions) - before
+	}
+	first := extended(goodBodies(wave))
+	second := make([]string, wave)
+	for i := range second {
+		second[i] = fmt.Sprintf("second-%02d", i)
+	}
+	secondExt := extended(second)
+	afterFirst := testkit.Value(m.ExtensionSeconds) // set by the second wave's heartbeats
+	if err := r.stop(time.Minute); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	redelivered := 0
+	for _, b := range append(goodBodies(wave), second...) {
+		redelivered += calls.get(b) - 1
+	}
+	t.Logf("figures: handler=%s visibility=2s extensions_per_message first_wave=%.1f second_wave=%.1f extension_in_second_wave=%.0fs redeliveries=%d",
+		handlerTime, first/wave, secondExt/wave, afterFirst, redelivered)
+	if redelivered != 0 {
+		t.Errorf("%d redeliveries, want 0", redelivered)
+	}
+	if afterFirst < 5 || afterFirst > 7 {
+		t.Errorf("extension in the second wave = %.0fs; want about the 5s handler time", afterFirst)
+	}
+	if secondExt*2 > first {
+		t.Errorf("second wave needed %.0f extensions, not under half the first wave's %.0f", secondExt, first)
+	}
+}
