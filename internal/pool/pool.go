@@ -52,6 +52,10 @@ type Config struct {
 	// ChangeTimeout bounds the visibility changes that end a lease.
 	// Defaults to 15s.
 	ChangeTimeout time.Duration
+	// MaxReceiveCount is the queue's redrive policy's (0: no DLQ). A
+	// message that fails on its last receive is made visible at once, so
+	// that SQS moves it to the DLQ without waiting out a retry delay.
+	MaxReceiveCount int
 	// HangGrace is how long a cancelled handler may take to return before
 	// its message is settled without it. Defaults to 5s.
 	HangGrace time.Duration
@@ -326,12 +330,19 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 		delay = backoff.Exponential(msg.ReceiveCount, p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	}
 	delay = min(delay, 12*time.Hour-time.Since(msg.FirstReceivedAt))
+	last := p.cfg.MaxReceiveCount > 0 && msg.ReceiveCount >= p.cfg.MaxReceiveCount
+	if last {
+		delay = 0
+	}
 	p.metrics.MessagesProcessed.WithLabelValues(outcome).Inc()
 	fields := []zap.Field{zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount),
 		zap.String("outcome", outcome), zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Error(err)}
-	if outcome == metrics.OutcomePanic {
+	switch {
+	case last:
+		p.log.Warn("handler failed on the message's last receive; releasing it now so SQS moves it to the dead-letter queue", fields...)
+	case outcome == metrics.OutcomePanic:
 		p.log.Error("handler panicked; will retry the message", fields...)
-	} else {
+	default:
 		p.log.Info("handler failed; will retry the message", fields...)
 	}
 	rctx, cancelRetry := context.WithTimeout(settle, p.cfg.ChangeTimeout)

@@ -233,6 +233,8 @@ func TestPoolOutcomes(t *testing.T) {
 		{name: "failure on first receive", handle: fail, receiveCount: 1, wantRan: true, wantRetry: time.Second, wantOut: metrics.OutcomeFailure},
 		{name: "failure on second receive", handle: fail, receiveCount: 2, wantRan: true, wantRetry: 2 * time.Second, wantOut: metrics.OutcomeFailure},
 		{name: "failure on fifth receive", handle: fail, receiveCount: 5, wantRan: true, wantRetry: 16 * time.Second, wantOut: metrics.OutcomeFailure},
+		{name: "failure before the last receive", cfg: Config{MaxReceiveCount: 3}, handle: fail, receiveCount: 2, wantRan: true, wantRetry: 2 * time.Second, wantOut: metrics.OutcomeFailure},
+		{name: "failure on the last receive goes to the DLQ at once", cfg: Config{MaxReceiveCount: 3}, handle: fail, receiveCount: 3, wantRan: true, wantRetry: 0, wantOut: metrics.OutcomeFailure},
 		{name: "failure backoff capped", handle: fail, receiveCount: 40, wantRan: true, wantRetry: 15 * time.Minute, wantOut: metrics.OutcomeFailure},
 		{
 			name:         "retry after",

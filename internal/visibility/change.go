@@ -41,7 +41,7 @@ func (m *Manager) changeAndRemove(ctx context.Context, msgs []*message.Message, 
 	for i := range timeouts {
 		timeouts[i] = d
 	}
-	m.change(ctx, msgs, timeouts, false, func(*message.Message, time.Duration) {}, func(*message.Message) {})
+	m.change(ctx, msgs, timeouts, false, func(*message.Message, time.Time) {}, func(*message.Message) {})
 	for _, msg := range msgs {
 		m.Remove(msg)
 	}
@@ -49,12 +49,12 @@ func (m *Manager) changeAndRemove(ctx context.Context, msgs []*message.Message, 
 
 // change sends ChangeMessageVisibilityBatch for msgs, ten to a call, calls
 // at most MaxConcurrentBatches at once. ok is called for each entry SQS
-// changed, gone for each whose receipt handle no longer holds the message.
+// changed, with its new deadline, gone for each whose receipt handle no longer holds the message.
 // Transient failures (throttling, 5xx, network) are retried with backoff
 // until ctx is done.
 // heartbeat says whether these calls count as extension batches.
 func (m *Manager) change(ctx context.Context, msgs []*message.Message, timeouts []time.Duration, heartbeat bool,
-	ok func(*message.Message, time.Duration), gone func(*message.Message)) {
+	ok func(*message.Message, time.Time), gone func(*message.Message)) {
 	sem := make(chan struct{}, m.cfg.MaxConcurrentBatches)
 	var wg sync.WaitGroup
 	for start := 0; start < len(msgs); start += maxBatch {
@@ -70,7 +70,7 @@ func (m *Manager) change(ctx context.Context, msgs []*message.Message, timeouts 
 }
 
 func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts []time.Duration, heartbeat bool,
-	ok func(*message.Message, time.Duration), gone func(*message.Message)) {
+	ok func(*message.Message, time.Time), gone func(*message.Message)) {
 	pending := make(map[string]int, len(batch)) // entry id → index in batch
 	for i := range batch {
 		pending[strconv.Itoa(i)] = i
@@ -85,6 +85,7 @@ func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts 
 				VisibilityTimeout: int32(ts[i] / time.Second),
 			})
 		}
+		sent := m.cfg.Now() // SQS counts the new timeout from when it gets the call: no earlier
 		callCtx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
 		out, err := m.api.ChangeMessageVisibilityBatch(callCtx, &sqs.ChangeMessageVisibilityBatchInput{
 			QueueUrl: aws.String(m.cfg.QueueURL), Entries: entries,
@@ -109,7 +110,7 @@ func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts 
 		}
 		for _, s := range out.Successful {
 			if i, found := pending[aws.ToString(s.Id)]; found {
-				ok(batch[i], ts[i])
+				ok(batch[i], sent.Add(ts[i]))
 				delete(pending, aws.ToString(s.Id))
 			}
 		}

@@ -2,6 +2,7 @@ package visibility
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,17 +56,22 @@ func (m *Manager) Run(ctx context.Context) error {
 const heartbeatGrace = time.Second
 
 // Heartbeat runs one round: leases that expire within two ticks (plus a
-// grace for the round's own latency) are extended, all to the same
-// deadline so that later rounds batch them together; leases past their
-// deadline are lost.
+// grace for the round's own latency) are extended, the most urgent first,
+// each to its call's send time plus the extension (so leases extended
+// together stay due together, and later rounds fill their batches);
+// leases past their deadline are lost.
 func (m *Manager) Heartbeat(ctx context.Context) {
 	now := m.cfg.Now()
 	horizon := now.Add(2*m.Tick() + heartbeatGrace)
 	ext := m.Extension()
 	m.metrics.ExtensionSeconds.Set(ext.Seconds())
 
-	var due []*message.Message
-	var timeouts []time.Duration
+	type dueLease struct {
+		msg   *message.Message
+		until time.Time
+		ext   time.Duration
+	}
+	var dues []dueLease
 	m.mu.Lock()
 	for _, l := range m.leases {
 		switch {
@@ -83,18 +89,26 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 			if d > left {
 				d = left
 			}
-			due = append(due, l.msg)
-			timeouts = append(timeouts, d)
+			dues = append(dues, dueLease{l.msg, l.visibleUntil, d})
 		}
 	}
 	m.mu.Unlock()
-	if len(due) == 0 {
+	if len(dues) == 0 {
 		return
 	}
-	m.change(ctx, due, timeouts, true, func(msg *message.Message, d time.Duration) {
+	// The most urgent first: when a round of many batches runs long (a
+	// busy machine, a slow SQS), the leases closest to expiry are not the
+	// ones left waiting in its last calls.
+	slices.SortFunc(dues, func(a, b dueLease) int { return a.until.Compare(b.until) })
+	due := make([]*message.Message, len(dues))
+	timeouts := make([]time.Duration, len(dues))
+	for i, d := range dues {
+		due[i], timeouts[i] = d.msg, d.ext
+	}
+	m.change(ctx, due, timeouts, true, func(msg *message.Message, until time.Time) {
 		m.mu.Lock()
 		if l, ok := m.leases[msg.ID]; ok && l.msg == msg {
-			l.visibleUntil = now.Add(d)
+			l.visibleUntil = until
 		}
 		m.mu.Unlock()
 		m.metrics.VisibilityExtensions.Inc()

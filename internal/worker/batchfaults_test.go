@@ -48,10 +48,10 @@ func newFaultyAPI(api API) *faultyAPI {
 	return &faultyAPI{API: api, rng: rand.New(rand.NewPCG(7, 11)), injected: map[string]int{}} //nolint:gosec // a fixed seed for faults
 }
 
-// plan decides the fate of one request with n entries: a whole-call error,
-// or for each entry whether to pass it on, fail it transiently, or fail it
+// plan decides the fate of one request: a whole-call error, or for each
+// entry whether to pass it on, fail it transiently, or fail it
 // as an invalid handle.
-func (f *faultyAPI) plan(ids []string) (callErr error, fate []string) {
+func (f *faultyAPI) plan(ids []string) (fate []string, callErr error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.entries += len(ids)
@@ -65,13 +65,13 @@ func (f *faultyAPI) plan(ids []string) (callErr error, fate []string) {
 	switch r := f.rng.IntN(100); {
 	case r < 10:
 		f.injected[faultThrottle]++
-		return &smithy.GenericAPIError{Code: "RequestThrottled", Message: "injected throttle", Fault: smithy.FaultClient}, nil
+		return nil, &smithy.GenericAPIError{Code: "RequestThrottled", Message: "injected throttle", Fault: smithy.FaultClient}
 	case r < 15:
 		f.injected[faultServer]++
-		return &smithyhttp.ResponseError{
+		return nil, &smithyhttp.ResponseError{
 			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusInternalServerError}},
 			Err:      fmt.Errorf("injected 500"),
-		}, nil
+		}
 	}
 	fate = make([]string, len(ids))
 	for i := range fate {
@@ -85,7 +85,7 @@ func (f *faultyAPI) plan(ids []string) (callErr error, fate []string) {
 			f.injected[fate[i]]++
 		}
 	}
-	return nil, fate
+	return fate, nil
 }
 
 func failedEntry(id, fate string) types.BatchResultErrorEntry {
@@ -102,7 +102,7 @@ func (f *faultyAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessag
 	for i, e := range in.Entries {
 		ids[i] = aws.ToString(e.Id)
 	}
-	callErr, fate := f.plan(ids)
+	fate, callErr := f.plan(ids)
 	if callErr != nil {
 		return nil, callErr
 	}
@@ -132,7 +132,7 @@ func (f *faultyAPI) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.Ch
 	for i, e := range in.Entries {
 		ids[i] = aws.ToString(e.Id)
 	}
-	callErr, fate := f.plan(ids)
+	fate, callErr := f.plan(ids)
 	if callErr != nil {
 		return nil, callErr
 	}

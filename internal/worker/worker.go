@@ -5,8 +5,10 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,8 @@ type Worker struct {
 	fetcher  *fetch.Fetcher
 	pool     *pool.Pool
 	buffered chan *message.Message
+	// maxReceiveCount is the queue's redrive policy's, 0 without a DLQ.
+	maxReceiveCount int
 }
 
 // API is every SQS call the pipeline makes; *sqs.Client implements it.
@@ -107,6 +111,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	w.pool = pool.New(pool.Config{
 		Concurrency: cfg.Concurrency, FIFO: cfg.FIFO(), HandlerTimeout: cfg.HandlerTimeout,
 		RetryBackoffMin: cfg.RetryBackoffMin, RetryBackoffMax: cfg.RetryBackoffMax,
+		MaxReceiveCount: w.maxReceiveCount,
 	}, h, w.leases, w.deleter, log, w.metrics)
 	return w, nil
 }
@@ -127,13 +132,36 @@ func (w *Worker) resolveQueue(ctx context.Context, client API) error {
 		}
 		w.cfg.QueueURL = aws.ToString(out.QueueUrl)
 	}
-	_, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(w.cfg.QueueURL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(w.cfg.QueueURL),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameQueueArn, types.QueueAttributeNameRedrivePolicy,
+		},
 	})
 	if err != nil {
 		return explainQueueError(err, w.cfg.QueueURL, where)
 	}
+	w.maxReceiveCount = maxReceiveCount(out.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
 	return nil
+}
+
+// maxReceiveCount reads a RedrivePolicy attribute; 0 when the queue has
+// no dead-letter queue (or the policy cannot be read).
+func maxReceiveCount(policy string) int {
+	if policy == "" {
+		return 0
+	}
+	var p struct {
+		MaxReceiveCount json.Number `json:"maxReceiveCount"` // SQS writes a number, older tools a string
+	}
+	if err := json.Unmarshal([]byte(policy), &p); err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(p.MaxReceiveCount.String())
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 func explainQueueError(err error, queue, where string) error {
