@@ -74,6 +74,7 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 	fs.BoolVar(&c.UnwrapSNS, "unwrap-sns", c.UnwrapSNS, "give the handler the inner message of SNS envelopes")
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long running handlers may take after SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"go.uber.org/zap"
@@ -28,6 +29,13 @@ environment variable: --concurrency is SQSWORKER_CONCURRENCY.
 var errUsage = errors.New("usage")
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small (leases, buffers of in-flight requests)
+		// and a worker runs beside the application it serves: collect at
+		// 1.5x it rather than 2x. About 10% more CPU in GC; set GOGC to
+		// choose otherwise.
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -96,6 +96,8 @@ type Config struct {
 	// MetricsAddr is where /metrics, /healthz and /readyz are served;
 	// empty disables the server. Defaults to :9090.
 	MetricsAddr string
+	// Pprof also serves net/http/pprof's /debug/pprof/ on MetricsAddr.
+	Pprof bool
 	// ShutdownTimeout is how long running handlers may take after SIGTERM.
 	// Defaults to 30s.
 	ShutdownTimeout time.Duration

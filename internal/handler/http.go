@@ -79,6 +79,10 @@ func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = max(t.MaxIdleConns, cfg.Concurrency)
 	t.MaxIdleConnsPerHost = cfg.Concurrency
+	// One connection per running handler: with --concurrency 1000 the
+	// default 4 KiB buffers each way are 8 MiB. Replies are a status line
+	// and a few headers; bodies up to 256 KiB still stream through.
+	t.ReadBufferSize, t.WriteBufferSize = 1<<10, 2<<10
 	t.MaxConnsPerHost = cfg.Concurrency
 	return &HTTP{
 		url:       u.String(),

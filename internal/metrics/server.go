@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +41,8 @@ func (h *Health) Ready() (bool, string) {
 	return true, "ok"
 }
 
-// Server serves /metrics, /healthz and /readyz.
+// Server serves /metrics, /healthz and /readyz, and /debug/pprof/ when
+// asked to.
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -48,7 +50,7 @@ type Server struct {
 
 // Listen binds addr now, so that a taken port is an error at start-up
 // rather than a log line later.
-func Listen(addr string, m *Metrics, h *Health) (*Server, error) {
+func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s (--metrics-addr): %w", addr, err)
@@ -65,6 +67,13 @@ func Listen(addr string, m *Metrics, h *Health) (*Server, error) {
 		}
 		_, _ = w.Write([]byte(why + "\n"))
 	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 

@@ -38,7 +38,12 @@ func (c *fakeClock) Add(d time.Duration) {
 // startServer serves m and h on a loopback port until the test ends.
 func startServer(t *testing.T, m *Metrics, h *Health) (base string, client *http.Client) {
 	t.Helper()
-	srv, err := Listen("127.0.0.1:0", m, h)
+	return startServerWith(t, m, h, false)
+}
+
+func startServerWith(t *testing.T, m *Metrics, h *Health, withPprof bool) (base string, client *http.Client) {
+	t.Helper()
+	srv, err := Listen("127.0.0.1:0", m, h, withPprof)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -185,12 +190,23 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute))
+	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute), false)
 	if err == nil {
 		srv.ln.Close()
 		t.Fatal("Listen on a taken address succeeded")
 	}
 	if !strings.Contains(err.Error(), "--metrics-addr") || !strings.Contains(err.Error(), ln.Addr().String()) {
 		t.Errorf("Listen = %q; want it to name --metrics-addr and the address", err)
+	}
+}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		base, client := startServerWith(t, New(), NewHealth(time.Minute), on)
+		code, _ := get(t, client, base+"/debug/pprof/")
+		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; code != want {
+			t.Errorf("pprof %v: GET /debug/pprof/ = %d; want %d", on, code, want)
+		}
 	}
 }

@@ -281,27 +281,30 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 
 	p.metrics.HandlersRunning.Inc()
 	start := time.Now()
-	stillRunning, err := p.callWatched(ctx, msg)
-	if stillRunning != nil {
-		// Settle the message now; the slot stays busy until the handler
-		// returns, so concurrency still bounds what runs.
-		defer func() {
-			p.log.Error("handler ignored its cancellation; its message was settled without it, and its slot stays busy until it returns",
-				zap.String("message_id", msg.ID), zap.Duration("grace", p.cfg.HangGrace), zap.Error(context.Cause(ctx)))
-			p.metrics.HandlersHung.Inc()
-			<-stillRunning
-			p.metrics.HandlersHung.Dec()
-		}()
-	}
+	w := p.watch(workCtx, ctx, msg)
+	err := p.call(ctx, msg)
 	took := time.Since(start)
 	p.metrics.HandlersRunning.Dec()
 	p.metrics.HandlerDuration.Observe(took.Seconds())
+	if !w.returned() {
+		// It ignored its cancellation and its message was settled without
+		// it; until now its slot stayed busy, so concurrency still bounded
+		// what ran.
+		p.metrics.HandlersHung.Dec()
+		return false
+	}
 	p.leases.ObserveDuration(took)
+	return p.settle(workCtx, ctx, msg, err)
+}
 
-	settle := context.WithoutCancel(workCtx)
+// settle ends msg's lease by its handler's result: delete on success,
+// retry after a delay on failure, release on a forced shutdown, nothing
+// (but counting) when the lease was lost. It reports success.
+func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err error) bool {
+	bg := context.WithoutCancel(workCtx)
 	switch {
 	case err == nil && p.leases.Alive(msg):
-		if derr := p.acker.Delete(settle, msg); derr != nil {
+		if derr := p.acker.Delete(bg, msg); derr != nil {
 			p.lost(msg, "delete could not be queued")
 			return false
 		}
@@ -314,7 +317,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	case workCtx.Err() != nil:
 		// Forced shutdown: hand the message back now rather than leave it
 		// invisible until a retry delay passes.
-		p.release(settle, []*message.Message{msg})
+		p.release(bg, []*message.Message{msg})
 		return false
 	}
 
@@ -345,7 +348,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	default:
 		p.log.Info("handler failed; will retry the message", fields...)
 	}
-	rctx, cancelRetry := context.WithTimeout(settle, p.cfg.ChangeTimeout)
+	rctx, cancelRetry := context.WithTimeout(bg, p.cfg.ChangeTimeout)
 	defer cancelRetry()
 	p.leases.Retry(rctx, msg, max(delay, 0))
 	return false
@@ -357,30 +360,43 @@ func (p *Pool) lost(msg *message.Message, why string) {
 	p.leases.Remove(msg)
 }
 
-// callWatched runs the handler in its own goroutine so that one that
-// ignores its cancellation cannot hold its message: HangGrace after ctx is
-// done it returns errHung and stillRunning, closed when the handler
-// finally returns.
-func (p *Pool) callWatched(ctx context.Context, msg *message.Message) (stillRunning <-chan struct{}, err error) {
-	result := make(chan error, 1)
-	returned := make(chan struct{})
-	go func() {
-		defer close(returned)
-		result <- p.call(ctx, msg)
-	}()
-	select {
-	case err := <-result:
-		return nil, err
-	case <-ctx.Done():
-	}
-	grace := time.NewTimer(p.cfg.HangGrace)
-	defer grace.Stop()
-	select {
-	case err := <-result:
-		return nil, err
-	case <-grace.C:
-		return returned, fmt.Errorf("%w for %s: %w", errHung, p.cfg.HangGrace, context.Cause(ctx))
-	}
+// handlerWatch settles a message without its handler when the handler
+// ignores its cancellation: HangGrace after the handler's context is done,
+// if the handler has not returned, the watch settles the message (as a
+// timeout, a lost lease or a release, by the cancellation's cause). It
+// costs no goroutine until then.
+type handlerWatch struct {
+	state atomic.Int32 // watchRunning, watchReturned or watchAbandoned
+	stop  func() bool
+}
+
+const (
+	watchRunning = iota
+	watchReturned
+	watchAbandoned
+)
+
+func (p *Pool) watch(workCtx, ctx context.Context, msg *message.Message) *handlerWatch {
+	w := &handlerWatch{}
+	w.stop = context.AfterFunc(ctx, func() {
+		time.AfterFunc(p.cfg.HangGrace, func() {
+			if !w.state.CompareAndSwap(watchRunning, watchAbandoned) {
+				return
+			}
+			p.metrics.HandlersHung.Inc()
+			p.log.Error("handler ignored its cancellation; settling its message without it (its slot stays busy until it returns)",
+				zap.String("message_id", msg.ID), zap.Duration("grace", p.cfg.HangGrace), zap.Error(context.Cause(ctx)))
+			p.settle(workCtx, ctx, msg, fmt.Errorf("%w for %s: %w", errHung, p.cfg.HangGrace, context.Cause(ctx)))
+		})
+	})
+	return w
+}
+
+// returned reports whether the handler returned before the watch gave up
+// on it, in which case its result settles the message.
+func (w *handlerWatch) returned() bool {
+	w.stop()
+	return w.state.CompareAndSwap(watchRunning, watchReturned)
 }
 
 // call runs the handler, turning a panic into an error with its stack.

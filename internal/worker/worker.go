@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		return nil, err
 	}
 	if cfg.MetricsAddr != "" {
-		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health); err != nil {
+		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health, cfg.Pprof); err != nil {
 			return nil, err
 		}
 	}
