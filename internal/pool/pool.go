@@ -84,6 +84,9 @@ type Pool struct {
 
 	mu     sync.Mutex
 	groups map[string]*group // FIFO groups running, or failed recently
+
+	runMu   sync.Mutex
+	running map[*handlerWatch]struct{} // handlers running now
 }
 
 // group is a FIFO group's state in this worker. While running, later
@@ -109,10 +112,11 @@ func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Log
 		// Our own slots decide when a message is handed over, so pond's
 		// queue (unbounded by default) never holds a message we could
 		// not release at shutdown.
-		pond:   pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency)),
-		slots:  make(chan struct{}, cfg.Concurrency),
-		drain:  make(chan struct{}),
-		groups: make(map[string]*group),
+		pond:    pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency)),
+		slots:   make(chan struct{}, cfg.Concurrency),
+		drain:   make(chan struct{}),
+		groups:  make(map[string]*group),
+		running: make(map[*handlerWatch]struct{}),
 	}
 }
 
@@ -286,7 +290,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	took := time.Since(start)
 	p.metrics.HandlersRunning.Dec()
 	p.metrics.HandlerDuration.Observe(took.Seconds())
-	if !w.returned() {
+	if !p.returned(w) {
 		// It ignored its cancellation and its message was settled without
 		// it; until now its slot stayed busy, so concurrency still bounded
 		// what ran.
@@ -366,6 +370,7 @@ func (p *Pool) lost(msg *message.Message, why string) {
 // timeout, a lost lease or a release, by the cancellation's cause). It
 // costs no goroutine until then.
 type handlerWatch struct {
+	msg   *message.Message
 	state atomic.Int32 // watchRunning, watchReturned or watchAbandoned
 	stop  func() bool
 }
@@ -377,16 +382,20 @@ const (
 )
 
 func (p *Pool) watch(workCtx, ctx context.Context, msg *message.Message) *handlerWatch {
-	w := &handlerWatch{}
+	w := &handlerWatch{msg: msg}
+	p.runMu.Lock()
+	p.running[w] = struct{}{}
+	p.runMu.Unlock()
+	grace := p.cfg.HangGrace
 	w.stop = context.AfterFunc(ctx, func() {
-		time.AfterFunc(p.cfg.HangGrace, func() {
+		time.AfterFunc(grace, func() {
 			if !w.state.CompareAndSwap(watchRunning, watchAbandoned) {
 				return
 			}
 			p.metrics.HandlersHung.Inc()
 			p.log.Error("handler ignored its cancellation; settling its message without it (its slot stays busy until it returns)",
-				zap.String("message_id", msg.ID), zap.Duration("grace", p.cfg.HangGrace), zap.Error(context.Cause(ctx)))
-			p.settle(workCtx, ctx, msg, fmt.Errorf("%w for %s: %w", errHung, p.cfg.HangGrace, context.Cause(ctx)))
+				zap.String("message_id", msg.ID), zap.Duration("grace", grace), zap.Error(context.Cause(ctx)))
+			p.settle(workCtx, ctx, msg, fmt.Errorf("%w for %s: %w", errHung, grace, context.Cause(ctx)))
 		})
 	})
 	return w
@@ -394,9 +403,29 @@ func (p *Pool) watch(workCtx, ctx context.Context, msg *message.Message) *handle
 
 // returned reports whether the handler returned before the watch gave up
 // on it, in which case its result settles the message.
-func (w *handlerWatch) returned() bool {
+func (p *Pool) returned(w *handlerWatch) bool {
 	w.stop()
+	p.runMu.Lock()
+	delete(p.running, w)
+	p.runMu.Unlock()
 	return w.state.CompareAndSwap(watchRunning, watchReturned)
+}
+
+// AbandonRunning releases, in batches, the messages of every handler still
+// running after a forced shutdown cancelled them: the process is about to
+// exit without waiting for them. Their slots count as hung.
+func (p *Pool) AbandonRunning(ctx context.Context) int {
+	var msgs []*message.Message
+	p.runMu.Lock()
+	for w := range p.running {
+		if w.state.CompareAndSwap(watchRunning, watchAbandoned) {
+			msgs = append(msgs, w.msg)
+		}
+	}
+	p.runMu.Unlock()
+	p.metrics.HandlersHung.Add(float64(len(msgs)))
+	p.release(ctx, msgs)
+	return len(msgs)
 }
 
 // call runs the handler, turning a panic into an error with its stack.

@@ -418,6 +418,42 @@ func TestPoolHungHandlerSettledWithoutIt(t *testing.T) {
 	}
 }
 
+// TestPoolAbandonRunning: after a forced shutdown, the messages of handlers
+// that ignore their cancellation are released at once, exactly once.
+func TestPoolAbandonRunning(t *testing.T) {
+	t.Parallel()
+	unblock := make(chan struct{})
+	started := make(chan struct{})
+	tp := newTestPool(Config{Concurrency: 2}, handler.Func(func(context.Context, *message.Message) error {
+		close(started)
+		<-unblock // ignores ctx
+		return nil
+	}))
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	done := tp.start(workCtx, feed(newMessage("hang", 1)))
+	<-started
+	cancelWork()
+	if n := tp.AbandonRunning(context.Background()); n != 1 {
+		t.Errorf("AbandonRunning = %d; want 1", n)
+	}
+	if n := tp.AbandonRunning(context.Background()); n != 0 {
+		t.Errorf("second AbandonRunning = %d; want 0", n)
+	}
+	if got := len(tp.leases.snapshot().released); got != 1 {
+		t.Errorf("released %d messages; want 1", got)
+	}
+	close(unblock)
+	wait(t, done, "Run")
+	log := tp.leases.snapshot()
+	if len(log.released) != 1 || len(log.retries) != 0 || len(tp.acker.all()) != 0 {
+		t.Errorf("after the handler returned: released %d, retried %d, deleted %d; want 1, 0, 0",
+			len(log.released), len(log.retries), len(tp.acker.all()))
+	}
+	if got := toFloat64(tp.metrics.HandlersHung); got != 0 {
+		t.Errorf("handlers hung = %v after it returned; want 0", got)
+	}
+}
+
 func TestPoolConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	const concurrency, n = 3, 12

@@ -247,24 +247,30 @@ func (w *Worker) Run(signals <-chan os.Signal) error {
 		log.Error("stopping: metrics server failed", zap.Error(err))
 	}
 
+	// One deadline for the whole shutdown: handlers get all of it but a
+	// reserve, in which a forced stop cancels them, releases the messages
+	// of those that ignore it, and the last deletes are flushed.
+	hardline := time.Now().Add(cfg.ShutdownTimeout)
+	reserve := shutdownReserve(cfg.ShutdownTimeout)
 	stopFetching()
 	w.pool.Drain()
-	deadline := time.NewTimer(cfg.ShutdownTimeout)
-	defer deadline.Stop()
+	handlersDeadline := time.NewTimer(cfg.ShutdownTimeout - reserve)
+	defer handlersDeadline.Stop()
 	select {
 	case <-poolDone:
-	case <-deadline.C:
+	case <-handlersDeadline.C:
 		log.Warn("shutdown timeout: cancelling running handlers; their messages are released")
-		w.forceStop(cancelWork, poolDone)
+		w.forceStop(cancelWork, poolDone, reserve/2)
 	case sig := <-signals:
 		log.Warn("second signal: cancelling running handlers; their messages are released", zap.String("signal", sig.String()))
-		w.forceStop(cancelWork, poolDone)
+		w.forceStop(cancelWork, poolDone, reserve/2)
 	}
 	cancelWork()
 
-	// The final flush runs on a context no signal cancels, with its own
-	// bound; heartbeats go on meanwhile so leases stay valid.
-	flushCtx, cancelFlush := context.WithTimeout(bg, 15*time.Second)
+	// The final flush runs on a context no signal cancels, until the
+	// deadline but for at least a moment; heartbeats go on meanwhile so
+	// leases stay valid.
+	flushCtx, cancelFlush := context.WithDeadline(bg, later(hardline, time.Now().Add(2*time.Second)))
 	if err := w.deleter.Stop(flushCtx); err != nil {
 		log.Error("final delete flush incomplete; those messages will be redelivered", zap.Error(err))
 	}
@@ -277,8 +283,19 @@ func (w *Worker) Run(signals <-chan os.Signal) error {
 			log.Warn("metrics server did not stop cleanly", zap.Error(err))
 		}
 	}
-	if err := <-fetchDone; err != nil && runErr == nil {
-		runErr = err
+	// Long polls already waiting are let return (what they bring is
+	// released) until the deadline; past it they are cancelled.
+	pollsDeadline := time.NewTimer(time.Until(hardline))
+	defer pollsDeadline.Stop()
+	var fetchErr error
+	select {
+	case fetchErr = <-fetchDone:
+	case <-pollsDeadline.C:
+		w.fetcher.Abort()
+		fetchErr = <-fetchDone
+	}
+	if fetchErr != nil && runErr == nil {
+		runErr = fetchErr
 	}
 	if left := w.leases.Len(); left > 0 {
 		log.Warn("leases still held at exit; those messages stay invisible until their visibility timeout", zap.Int("leases", left))
@@ -287,14 +304,34 @@ func (w *Worker) Run(signals <-chan os.Signal) error {
 	return runErr
 }
 
-// forceStop cancels handlers and long polls, then waits a little for the
-// pool; a handler that ignores its context cannot hold the process.
-func (w *Worker) forceStop(cancelWork context.CancelFunc, poolDone <-chan struct{}) {
-	w.fetcher.Abort()
+// forceStop cancels handlers, then waits at most wait for
+// the pool; a handler that ignores its context cannot hold the process:
+// its message is released without it.
+func (w *Worker) forceStop(cancelWork context.CancelFunc, poolDone <-chan struct{}, wait time.Duration) {
+	// Long polls are not cancelled here: a cancelled poll still waits at
+	// the server and would take the messages released next.
 	cancelWork()
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case <-poolDone:
-	case <-time.After(5 * time.Second):
-		w.log.Error("handlers ignored cancellation; exiting without them")
+	case <-t.C:
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		n := w.pool.AbandonRunning(ctx)
+		w.log.Error("handlers ignored their cancellation; released their messages, exiting without them", zap.Int("handlers", n))
 	}
+}
+
+// shutdownReserve is the end of --shutdown-timeout kept for cancelling
+// handlers, releasing messages and the last delete flush.
+func shutdownReserve(timeout time.Duration) time.Duration {
+	return min(timeout/4, 3*time.Second)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
