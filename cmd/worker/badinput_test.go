@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
@@ -99,4 +101,40 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 			t.Errorf("--help lacks %q", want)
 		}
 	})
+}
+
+// TestRefusingHandlerLosesNothing: a handler that refuses connections is
+// not a start-up error (an application may start after its worker); each
+// message fails with a line naming the URL and what happens next, stays in
+// the queue, and is handled once the handler answers.
+func TestRefusingHandlerLosesNothing(t *testing.T) {
+	const n = 20
+	q, sent := sendAll(t, "bad-handler", n, sqstest.QueueOptions{})
+	refusing := "http://" + closedPort(t) + "/work"
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", refusing, "--wait-time", "1s",
+		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s")
+	eventually(t, time.Minute, "every message failed once", func() bool {
+		return w.scrape()["sqsworker_messages_processed_total{outcome=failure}"] >= n
+	})
+	ready := w.ready()
+	if code := w.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	logs := w.logs()
+	if !strings.Contains(logs, "handler failed; will retry the message") || !strings.Contains(logs, refusing) ||
+		!strings.Contains(logs, "connection refused") {
+		t.Errorf("no log line says the handler at %s refused and the message will be retried:\n%s", refusing, tail(logs, 2048))
+	}
+	d := depth(t, q.URL)
+	rec := newRecorder(t, nil)
+	w2 := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--wait-time", "1s")
+	eventually(t, time.Minute, "every message handled once the handler answers", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	w2.stop(syscall.SIGTERM, 30*time.Second)
+	counts, _ := rec.snapshot()
+	lost, _ := countLostAndDuplicates(sent, counts)
+	t.Logf("figures: messages=%d failed_while_refused=%d ready_while_refused=%v in_queue_after=%d lost=%d",
+		n, n, ready, d.Visible+d.InFlight, lost)
+	if d.Visible+d.InFlight != n || lost != 0 {
+		t.Errorf("in the queue after the refused run: %d, want %d; lost %d, want 0", d.Visible+d.InFlight, n, lost)
+	}
 }
