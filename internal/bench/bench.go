@@ -35,6 +35,10 @@ type Options struct {
 	Scale float64
 	// P1Messages overrides P1's (and BIN's) message count, 50,000 × Scale.
 	P1Messages int
+	// P1Rounds is how many rounds P1 alternates worker and raw loop in,
+	// at most one per 2,000 messages; each starts with the other side from
+	// the round before. Defaults to 6.
+	P1Rounds int
 	// Concurrency and Fetchers are the worker's for P1, P2, BIN and P4.
 	// Default to the worker's defaults (16 and 2).
 	Concurrency, Fetchers int
@@ -62,7 +66,8 @@ type Options struct {
 	WorkerBinary string
 	// CPUProfile and MemProfile, when set, receive pprof CPU and
 	// allocation profiles of each in-process scenario's worker phase
-	// (named PATH-P1.ext … when more than one scenario runs in-process).
+	// (named PATH-P1.ext … when more than one scenario runs in-process;
+	// P1 profiles its first worker round).
 	CPUProfile, MemProfile string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
@@ -71,6 +76,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.Scale <= 0 {
 		o.Scale = 1
+	}
+	if o.P1Rounds <= 0 {
+		o.P1Rounds = 6
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = config.DefaultConcurrency
