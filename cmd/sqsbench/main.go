@@ -55,7 +55,7 @@ func run(args []string) error {
 	fs.Float64Var(&opts.P5Hold, "p5-hold", 0, "P5 holds messages this many visibility timeouts (0: 6)")
 	fs.DurationVar(&opts.P6Hold, "p6-hold", 0, "P6 handler time, so that 1,000 messages are in flight (0: 500ms)")
 	fs.StringVar(&opts.WorkerBinary, "worker", "", "worker binary for BIN and P6 (empty: build ./cmd/worker)")
-	fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of each in-process scenario's worker phase here")
+	fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of each in-process scenario's worker phase here (P1: its first round; --p1-rounds 1 profiles all of it)")
 	fs.StringVar(&opts.MemProfile, "memprofile", "", "write an allocation profile at the end of each in-process scenario here")
 	if err := fs.Parse(args); err != nil {
 		return err
