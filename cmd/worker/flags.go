@@ -84,7 +84,7 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 		{"Throughput", []string{"concurrency", "fetchers", "prefetch", "wait-time", "delete-flush-interval"}},
 		{"Leases and retries", []string{"visibility-timeout", "max-extension", "max-processing-time", "handler-timeout", "retry-backoff-min", "retry-backoff-max"}},
 		{"Handler", []string{"handler", "http-url", "http-timeout", "exec", "unwrap-sns"}},
-		{"Operations", []string{"metrics-addr", "shutdown-timeout", "log-level", "log-format"}},
+		{"Operations", []string{"metrics-addr", "pprof", "shutdown-timeout", "log-level", "log-format"}},
 	}
 }
 
