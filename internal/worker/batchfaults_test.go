@@ -97,29 +97,35 @@ func failedEntry(id, fate string) types.BatchResultErrorEntry {
 		Message: aws.String("injected"), SenderFault: false}
 }
 
-func (f *faultyAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = aws.ToString(e.Id)
+// split plans one request: the entries to pass on to the real client and
+// the Failed[] entries for the rest, or an error for the whole call.
+func split[E any](f *faultyAPI, entries []E, id func(E) *string) (pass []E, failed []types.BatchResultErrorEntry, err error) {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = aws.ToString(id(e))
 	}
-	fate, callErr := f.plan(ids)
-	if callErr != nil {
-		return nil, callErr
+	fate, err := f.plan(ids)
+	if err != nil {
+		return nil, nil, err
 	}
-	pass := *in
-	pass.Entries = nil
-	var failed []types.BatchResultErrorEntry
-	for i, e := range in.Entries {
+	for i, e := range entries {
 		if fate[i] == "" {
-			pass.Entries = append(pass.Entries, e)
+			pass = append(pass, e)
 		} else {
 			failed = append(failed, failedEntry(ids[i], fate[i]))
 		}
 	}
+	return pass, failed, nil
+}
+
+func (f *faultyAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	pass, failed, err := split(f, in.Entries, func(e types.DeleteMessageBatchRequestEntry) *string { return e.Id })
+	if err != nil {
+		return nil, err
+	}
 	out := &sqs.DeleteMessageBatchOutput{}
-	if len(pass.Entries) > 0 {
-		var err error
-		if out, err = f.API.DeleteMessageBatch(ctx, &pass, opts...); err != nil {
+	if len(pass) > 0 {
+		if out, err = f.API.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: in.QueueUrl, Entries: pass}, opts...); err != nil {
 			return nil, err
 		}
 	}
@@ -128,28 +134,13 @@ func (f *faultyAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessag
 }
 
 func (f *faultyAPI) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = aws.ToString(e.Id)
-	}
-	fate, callErr := f.plan(ids)
-	if callErr != nil {
-		return nil, callErr
-	}
-	pass := *in
-	pass.Entries = nil
-	var failed []types.BatchResultErrorEntry
-	for i, e := range in.Entries {
-		if fate[i] == "" {
-			pass.Entries = append(pass.Entries, e)
-		} else {
-			failed = append(failed, failedEntry(ids[i], fate[i]))
-		}
+	pass, failed, err := split(f, in.Entries, func(e types.ChangeMessageVisibilityBatchRequestEntry) *string { return e.Id })
+	if err != nil {
+		return nil, err
 	}
 	out := &sqs.ChangeMessageVisibilityBatchOutput{}
-	if len(pass.Entries) > 0 {
-		var err error
-		if out, err = f.API.ChangeMessageVisibilityBatch(ctx, &pass, opts...); err != nil {
+	if len(pass) > 0 {
+		if out, err = f.API.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: in.QueueUrl, Entries: pass}, opts...); err != nil {
 			return nil, err
 		}
 	}
