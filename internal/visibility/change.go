@@ -18,14 +18,6 @@ import (
 
 const maxBatch = 10
 
-// Retry ends msg's lease with a visibility change to delay: SQS delivers it
-// again after that. The lease is removed whatever SQS answers; if the change
-// fails the message comes back when its current lease runs out.
-func (m *Manager) Retry(ctx context.Context, msg *message.Message, delay time.Duration) {
-	m.changeAndRemove(ctx, []*message.Message{msg}, delay)
-	m.metrics.MessagesRetried.Inc()
-}
-
 // Release makes msgs visible again at once, in batches, and removes their
 // leases: they were never started, or their handlers were cancelled.
 func (m *Manager) Release(ctx context.Context, msgs []*message.Message) {

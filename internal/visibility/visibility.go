@@ -76,6 +76,8 @@ type Manager struct {
 
 	mu     sync.Mutex
 	leases map[string]*lease
+
+	retries retryBatcher
 }
 
 // New creates a Manager. Call Run to start the heartbeat.
@@ -98,11 +100,13 @@ func New(cfg Config, api API, log *zap.Logger, m *metrics.Metrics) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Manager{
+	mgr := &Manager{
 		cfg: cfg, api: api, log: log.Named("visibility"), metrics: m,
 		stats:  newDurations(),
 		leases: make(map[string]*lease),
 	}
+	mgr.retries.m = mgr
+	return mgr
 }
 
 const maxVisibility = 12 * time.Hour

@@ -853,3 +853,42 @@ func TestExtensionBatchesCountsHeartbeatsOnly(t *testing.T) {
 		t.Errorf("extension batches = %v after only a release and a retry; want 0", got)
 	}
 }
+
+// TestRetriesShareBatches: retries decided at about the same time share
+// ChangeMessageVisibilityBatch calls, each entry with its own delay.
+func TestRetriesShareBatches(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{}
+	m := newTestManager(t, Config{}, api)
+	msgs := received("r", 25, t0)
+	m.Add(msgs...)
+	var wg sync.WaitGroup
+	for i, msg := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Retry(t.Context(), msg, time.Duration(i+1)*time.Second)
+		}()
+	}
+	wg.Wait()
+	reqs := api.requests()
+	entries := 0
+	delays := map[string]int32{}
+	for _, r := range reqs {
+		entries += len(r)
+		for _, e := range r {
+			delays[aws.ToString(e.ReceiptHandle)] = e.VisibilityTimeout
+		}
+	}
+	if entries != 25 || len(reqs) > 5 {
+		t.Errorf("%d entries in %d calls; want 25 entries in at most 5 calls (ideally 3)", entries, len(reqs))
+	}
+	for i, msg := range msgs {
+		if got := delays[msg.ReceiptHandle]; got != int32(i+1) {
+			t.Errorf("%s retried with %ds; want %ds", msg.ID, got, i+1)
+		}
+	}
+	if m.Len() != 0 || toFloat64(m.metrics.MessagesRetried) != 25 {
+		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), toFloat64(m.metrics.MessagesRetried))
+	}
+}
