@@ -218,6 +218,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			continue
 		}
 		if err := run.fn(ctx); err != nil {
+			r.Seconds = time.Since(started).Seconds()
 			return r, fmt.Errorf("%s: %w", strings.Join(run.ids, "/"), err)
 		}
 	}
