@@ -140,7 +140,7 @@ func (p *proc) kill() {
 }
 
 // scrape reads the counters (and gauges) of the worker's /metrics, summed
-// per family and per family{action}.
+// per family, per family{ACTION} and per family{outcome=OUTCOME}.
 func (p *proc) scrape(ctx context.Context) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -164,8 +164,11 @@ func (p *proc) scrape(ctx context.Context) (map[string]float64, error) {
 			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			out[name] += v
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "action" {
+				switch l.GetName() {
+				case "action":
 					out[name+"{"+l.GetValue()+"}"] += v
+				case "outcome":
+					out[name+"{outcome="+l.GetValue()+"}"] += v
 				}
 			}
 		}

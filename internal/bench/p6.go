@@ -99,8 +99,9 @@ func (e *env) p6(ctx context.Context) error {
 		err = waitClosed(ctx, s.all, 10*time.Minute, "every message posted to the handler")
 	}
 	peak := peaks()
+	var last map[string]float64
 	if err == nil {
-		_, err = p.waitDeleted(ctx, n)
+		last, err = p.waitDeleted(ctx, n)
 	}
 	took := time.Since(t0)
 	var cpu1, rss float64
@@ -126,6 +127,7 @@ func (e *env) p6(ctx context.Context) error {
 			peak["go_memstats_stack_inuse_bytes"]/(1<<20), peak["go_memstats_heap_inuse_bytes"]/(1<<20), setting))
 	e.add("P6", "CPU seconds per 10,000 messages (utime+stime)", (cpu1-cpu0)/float64(n)*10000, "s", nil,
 		fmt.Sprintf("%.2f CPU s over %.1f s wall (%s)", cpu1-cpu0, took.Seconds(), format(float64(n)/took.Seconds(), "msg/s")),
-		cpu1-cpu0, "")
+		cpu1-cpu0, fmt.Sprintf("%.0f received for %d messages, %.0f failed SQS request attempts", last["sqsworker_messages_received_total"], n,
+			last["sqsworker_sqs_requests_total{outcome=error}"]+last["sqsworker_sqs_requests_total{outcome=throttled}"]))
 	return nil
 }
