@@ -165,6 +165,13 @@ func (f *Fetcher) loop(ctx context.Context) error {
 	return nil
 }
 
+// noRetry makes one attempt of a receive. If an attempt fails after the
+// server handed it messages (a connection cut mid-response), those stay
+// invisible for a whole visibility timeout whatever happens next; an SDK
+// retry would only add a second poll on top. The fetch loop backs off
+// and polls again instead.
+func noRetry(o *sqs.Options) { o.RetryMaxAttempts = 1 }
+
 func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+10*time.Second)
 	defer cancel()
@@ -175,7 +182,7 @@ func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 		VisibilityTimeout:           int32(f.cfg.VisibilityTimeout / time.Second),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 		MessageAttributeNames:       []string{"All"},
-	})
+	}, noRetry)
 	if err != nil {
 		return nil, fmt.Errorf("receive up to %d messages: %w", n, err)
 	}

@@ -40,10 +40,16 @@ type fakeAPI struct {
 	API
 	ReceiveMessageFunc func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error)
 	calls              atomic.Int64
+	attempts           atomic.Int32 // RetryMaxAttempts the last call asked for
 }
 
-func (f *fakeAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+func (f *fakeAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
 	f.calls.Add(1)
+	o := sqs.Options{RetryMaxAttempts: 3}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	f.attempts.Store(int32(o.RetryMaxAttempts))
 	return f.ReceiveMessageFunc(ctx, in)
 }
 
@@ -245,6 +251,9 @@ func TestFetcherRegistersBeforeSending(t *testing.T) {
 	if aws.ToString(in.QueueUrl) != queueURL || in.MaxNumberOfMessages != 10 || in.WaitTimeSeconds != 20 || in.VisibilityTimeout != 30 {
 		t.Errorf("input = url %s, max %d, wait %d, visibility %d; want %s, 10, 20, 30",
 			aws.ToString(in.QueueUrl), in.MaxNumberOfMessages, in.WaitTimeSeconds, in.VisibilityTimeout, queueURL)
+	}
+	if got := api.attempts.Load(); got != 1 {
+		t.Errorf("receive asked the SDK for %d attempts; want 1 (a retried poll orphans what the failed one was handed)", got)
 	}
 	if got := toFloat64(tf.metrics.MessagesReceived); got != 3 {
 		t.Errorf("messages received = %v; want 3", got)
