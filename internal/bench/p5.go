@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,61 +12,6 @@ import (
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
-
-// round is one heartbeat round seen from outside: a burst of extension
-// batches, separated from the next by a quiet gap.
-type round struct {
-	start, last    time.Time
-	batches, calls float64
-}
-
-// roundWatcher samples the heartbeat's batch counter and the
-// ChangeMessageVisibilityBatch request counter and groups their increases
-// into rounds. The worker has no metric of rounds (see the notes).
-type roundWatcher struct {
-	mu     sync.Mutex
-	rounds []round
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-func watchRounds(w *inproc, gap time.Duration) *roundWatcher {
-	rw := &roundWatcher{stop: make(chan struct{}), done: make(chan struct{})}
-	calls := func() float64 { return w.requests()["ChangeMessageVisibilityBatch"] }
-	go func() {
-		defer close(rw.done)
-		lastB, lastC := counter(w.m.ExtensionBatches), calls()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-rw.stop:
-				return
-			case <-tick.C:
-			}
-			b, c := counter(w.m.ExtensionBatches), calls()
-			if b == lastB && c == lastC {
-				continue
-			}
-			now := time.Now()
-			rw.mu.Lock()
-			if n := len(rw.rounds); n == 0 || now.Sub(rw.rounds[n-1].last) > gap {
-				rw.rounds = append(rw.rounds, round{start: now})
-			}
-			r := &rw.rounds[len(rw.rounds)-1]
-			r.last, r.batches, r.calls = now, r.batches+b-lastB, r.calls+c-lastC
-			rw.mu.Unlock()
-			lastB, lastC = b, c
-		}
-	}()
-	return rw
-}
-
-func (rw *roundWatcher) finish() []round {
-	close(rw.stop)
-	<-rw.done
-	return rw.rounds
-}
 
 // p5 holds messages for several visibility timeouts and counts what the
 // heartbeat costs: calls per round, and messages delivered again.
@@ -104,11 +48,13 @@ func (e *env) p5(ctx context.Context) error {
 		return err
 	}
 	tick := min(vt/3, 10*time.Second) // visibility.Manager.Tick
-	rw := watchRounds(w, tick/2)
+	calls := func() float64 { return w.requests()["ChangeMessageVisibilityBatch"] }
 	err = waitClosed(ctx, allHeld, 2*time.Minute, "every message held")
 	var held, released time.Time
+	var rounds0, calls0, rounds1, calls1, batches0, batches1 float64
 	if err == nil {
 		held = time.Now()
+		rounds0, calls0, batches0 = counter(w.m.HeartbeatRounds), calls(), counter(w.m.ExtensionBatches)
 		t := time.NewTimer(hold)
 		select {
 		case <-t.C:
@@ -117,12 +63,12 @@ func (e *env) p5(ctx context.Context) error {
 		}
 		t.Stop()
 		released = time.Now()
+		rounds1, calls1, batches1 = counter(w.m.HeartbeatRounds), calls(), counter(w.m.ExtensionBatches)
 		close(release)
 	}
 	if err == nil {
 		err = w.waitDeleted(ctx, n, 2*time.Minute)
 	}
-	rounds := rw.finish()
 	received, lost := counter(w.m.MessagesReceived), counter(w.m.LeasesLost)
 	if serr := w.stop(); err == nil {
 		err = serr
@@ -133,19 +79,10 @@ func (e *env) p5(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.note("P5: the worker has no metric of heartbeat rounds; a round here is a burst of " +
-		"sqsworker_visibility_extension_batches_total separated from the next by half a tick, counted while every message was held.")
-	var counted, calls, batches float64
-	for _, r := range rounds {
-		if !r.start.Before(held) && r.start.Before(released) {
-			counted++
-			calls += r.calls
-			batches += r.batches
-		}
-	}
+	counted := rounds1 - rounds0
 	perRound := math.NaN() // no round seen while every message was held
 	if counted > 0 {
-		perRound = calls / counted
+		perRound = (calls1 - calls0) / counted
 	}
 	floor := math.Ceil(float64(n) / 10)
 	setting := fmt.Sprintf("%d messages held %.1f s, visibility timeout %s, heartbeat every %s", n, released.Sub(held).Seconds(), vt, tick)
@@ -153,6 +90,7 @@ func (e *env) p5(ctx context.Context) error {
 		"0", 0, fmt.Sprintf("%.0f received for %d messages; %.0f leases lost", received, n, lost))
 	e.add("P5", "ChangeMessageVisibilityBatch calls per heartbeat round", perRound, "calls/round", atMost(1.05*floor),
 		fmt.Sprintf("⌈%d ÷ 10⌉ = %.0f", n, floor), floor,
-		fmt.Sprintf("%.0f calls (%.0f batches) in %.0f rounds; %s", calls, batches, counted, setting))
+		fmt.Sprintf("%.0f calls (%.0f batches) in %.0f rounds (sqsworker_heartbeat_rounds_total); %s",
+			calls1-calls0, batches1-batches0, counted, setting))
 	return nil
 }

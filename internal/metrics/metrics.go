@@ -40,6 +40,7 @@ type Metrics struct {
 	VisibilityExtensions prometheus.Counter
 	ExtensionBatches     prometheus.Counter
 	ExtensionSeconds     prometheus.Gauge
+	HeartbeatRounds      prometheus.Counter
 	LeasesLost           prometheus.Counter
 	MessagesReleased     prometheus.Counter
 	MessagesRetried      prometheus.Counter
@@ -101,6 +102,10 @@ func New() *Metrics {
 			Name: "sqsworker_visibility_extension_seconds",
 			Help: "What the heartbeat extends a lease by now: the p99 handler time within --visibility-timeout ... --max-extension.",
 		}),
+		HeartbeatRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_heartbeat_rounds_total",
+			Help: "Heartbeat rounds that extended at least one lease.",
+		}),
 		ExtensionBatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sqsworker_visibility_extension_batches_total",
 			Help: "ChangeMessageVisibilityBatch calls sent by the heartbeat.",
@@ -146,7 +151,7 @@ func New() *Metrics {
 		m.MessagesReceived, m.MessagesProcessed, m.HandlerDuration,
 		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning, m.HandlersHung,
 		m.SQSRequests, m.SQSRequestDuration,
-		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.LeasesLost,
+		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize,
 	)

@@ -118,7 +118,11 @@ func (m *Manager) changeBatch(ctx context.Context, batch []*message.Message, ts 
 			}
 			delete(pending, aws.ToString(f.Id))
 			if sqsapi.IsHandleGone(sqsapi.EntryCode(f)) {
+				deleting := m.handled(batch[i])
 				gone(batch[i])
+				if deleting {
+					continue // its delete got there first
+				}
 				m.log.Warn("change visibility refused: the receipt handle is no longer valid; the lease is lost, "+
 					"so the handler is cancelled and the message will not be deleted with this handle",
 					zap.String("message_id", batch[i].ID), zap.String("error_code", sqsapi.EntryError(f)))

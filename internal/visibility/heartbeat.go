@@ -96,6 +96,7 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 	if len(dues) == 0 {
 		return
 	}
+	m.metrics.HeartbeatRounds.Inc()
 	// The most urgent first: when a round of many batches runs long (a
 	// busy machine, a slow SQS), the leases closest to expiry are not the
 	// ones left waiting in its last calls.

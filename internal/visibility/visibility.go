@@ -214,10 +214,23 @@ func (m *Manager) loseLocked(l *lease) {
 		return
 	}
 	l.lost = true
-	m.metrics.LeasesLost.Inc()
+	// A handled lease refused by SQS has, almost always, just been deleted
+	// by the delete in flight: not a loss worth counting. If the delete
+	// did not happen, it fails too and is counted as a delete failure.
+	if !l.handled {
+		m.metrics.LeasesLost.Inc()
+	}
 	if l.cancel != nil {
 		l.cancel(ErrLeaseLost)
 	}
+}
+
+// handled reports whether msg's lease is waiting for its delete.
+func (m *Manager) handled(msg *message.Message) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[msg.ID]
+	return ok && l.msg == msg && l.handled
 }
 
 // lose marks msg's lease lost, if msg still holds it.

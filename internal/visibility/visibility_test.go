@@ -892,3 +892,28 @@ func TestRetriesShareBatches(t *testing.T) {
 		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), toFloat64(m.metrics.MessagesRetried))
 	}
 }
+
+// TestRefusedHandledLeaseIsNotCountedLost: a heartbeat that races the
+// delete of a handled lease is refused; that is the delete arriving first,
+// not a lost lease.
+func TestRefusedHandledLeaseIsNotCountedLost(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{ChangeFunc: func(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+		out := &sqs.ChangeMessageVisibilityBatchOutput{}
+		for _, e := range in.Entries {
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("ReceiptHandleIsInvalid"), SenderFault: true})
+		}
+		return out, nil
+	}}
+	m := newTestManager(t, Config{}, api)
+	msgs := received("m", 2, t0.Add(-15*time.Second))
+	m.Add(msgs...)
+	m.Handled(msgs[0])
+	m.Heartbeat(t.Context())
+	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+		t.Errorf("leases lost = %v; want 1 (only the lease not being deleted)", got)
+	}
+	if m.Alive(msgs[0]) || m.Alive(msgs[1]) {
+		t.Error("a refused lease is still alive: its handle must not be used again")
+	}
+}

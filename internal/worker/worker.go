@@ -73,6 +73,11 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// Validate normalizes (a Prefetch of -1 becomes Concurrency); for
+	// callers that embed the worker it is also the first check.
+	if err := cfg.ValidateWithHandler(); err != nil {
+		return nil, err
+	}
 	w := &Worker{cfg: cfg, log: log, metrics: metrics.New()}
 	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
 	sdk, err := sqsapi.New(ctx, sqsapi.Options{
