@@ -164,9 +164,21 @@ func (d *Deleter) Stop(ctx context.Context) error {
 func (d *Deleter) loop() {
 	defer close(d.done)
 	defer d.cancel()
-	sem := make(chan struct{}, d.cfg.MaxInFlightBatches)
+	// Long-lived senders, not a goroutine per batch: each would grow its
+	// stack anew through the SDK's deep middleware (5.6% of P1's CPU).
+	batches := make(chan []*message.Message)
 	var wg sync.WaitGroup
+	for range d.cfg.MaxInFlightBatches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				d.send(b)
+			}
+		}()
+	}
 	defer wg.Wait()
+	defer close(batches)
 
 	batch := make([]*message.Message, 0, 10)
 	timer := time.NewTimer(time.Hour)
@@ -176,12 +188,7 @@ func (d *Deleter) loop() {
 			return
 		}
 		timer.Stop()
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(b []*message.Message) {
-			defer func() { <-sem; wg.Done() }()
-			d.send(b)
-		}(batch)
+		batches <- batch // waits while every sender is busy
 		batch = make([]*message.Message, 0, 10)
 	}
 	add := func(msg *message.Message) {

@@ -12,7 +12,10 @@ type Limiter struct {
 	mu    sync.Mutex
 	free  int
 	limit int
-	wake  chan struct{} // closed and replaced whenever room is given back
+	wake  chan struct{} // closed and replaced when room is given back to waiters
+	// waiting says someone waits on wake: a Release with no one waiting
+	// need not allocate a new channel (one per handled message otherwise).
+	waiting bool
 }
 
 // NewLimiter returns a Limiter with room for limit leases.
@@ -33,6 +36,7 @@ func (l *Limiter) Acquire(ctx context.Context, want int) (int, error) {
 			return want, nil
 		}
 		wake := l.wake
+		l.waiting = true
 		l.mu.Unlock()
 		select {
 		case <-wake:
@@ -49,8 +53,11 @@ func (l *Limiter) Release(n int) {
 	}
 	l.mu.Lock()
 	l.free += n
-	close(l.wake)
-	l.wake = make(chan struct{})
+	if l.waiting {
+		close(l.wake)
+		l.wake = make(chan struct{})
+		l.waiting = false
+	}
 	l.mu.Unlock()
 }
 

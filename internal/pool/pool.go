@@ -150,11 +150,14 @@ func (p *Pool) Run(workCtx context.Context, in <-chan *message.Message) {
 		}
 		select {
 		case p.slots <- struct{}{}:
-			p.pond.SubmitErr(func() error {
+			// Go, not Submit: no future to allocate per message.
+			if err := p.pond.Go(func() {
 				defer func() { <-p.slots }()
 				p.runChain(workCtx, msg)
-				return nil
-			})
+			}); err != nil {
+				<-p.slots // cannot happen while Run owns the pool; never drop a message
+				p.release(workCtx, []*message.Message{msg})
+			}
 		case <-p.drain:
 			p.releaseRest(workCtx, msg, in)
 			return
