@@ -208,9 +208,11 @@ func TestBatchFaultsLoseNothing(t *testing.T) {
 	faulty.mu.Lock()
 	defer faulty.mu.Unlock()
 	m := r.w.Metrics()
-	t.Logf("figures: messages=%d lost=0 duplicates=%d entries_sent=%d duplicate_entry_ids=%d injected=%v deleted=%.0f delete_invalid=%.0f leases_lost=%.0f",
+	t.Logf("figures: messages=%d lost=0 duplicates=%d entries_sent=%d duplicate_entry_ids=%d injected=%v deleted=%.0f delete_invalid=%.0f delete_skipped=%.0f leases_lost=%.0f outcome_lost=%.0f",
 		n, dup, faulty.entries, faulty.dupIDs, faulty.injected, testkit.Value(m.MessagesDeleted),
-		testkit.Value(m.DeleteFailures.WithLabelValues("ReceiptHandleIsInvalid")), testkit.Value(m.LeasesLost))
+		testkit.Value(m.DeleteFailures.WithLabelValues("ReceiptHandleIsInvalid")),
+		testkit.Value(m.DeleteFailures.WithLabelValues("lease_lost")), testkit.Value(m.LeasesLost),
+		testkit.Value(m.MessagesProcessed.WithLabelValues("lost")))
 	if faulty.dupIDs != 0 {
 		t.Errorf("%d entry ids repeated within a request", faulty.dupIDs)
 	}
@@ -222,9 +224,14 @@ func TestBatchFaultsLoseNothing(t *testing.T) {
 	// A handled message runs again only when it failed once on purpose,
 	// its delete was refused as an invalid handle, or its lease was lost
 	// (an extension refused, or throttled until the lease ran out).
+	// A lease whose delete was queued when an extension was refused is
+	// not counted lost (in real life the delete got there first); here
+	// the refusal was injected, so its delete is skipped as lease_lost.
 	deleteInvalid := int(testkit.Value(m.DeleteFailures.WithLabelValues("ReceiptHandleIsInvalid")))
-	if limit := n/25 + deleteInvalid + int(testkit.Value(m.LeasesLost)); dup > limit {
-		t.Errorf("%d duplicates, more than the %d planned failures, refused deletes and lost leases", dup, limit)
+	deleteSkipped := int(testkit.Value(m.DeleteFailures.WithLabelValues("lease_lost")))
+	lostAtEnd := int(testkit.Value(m.MessagesProcessed.WithLabelValues("lost"))) // found expired when its handler ended
+	if limit := n/25 + deleteInvalid + deleteSkipped + lostAtEnd + int(testkit.Value(m.LeasesLost)); dup > limit {
+		t.Errorf("%d duplicates, more than the %d planned failures, refused or skipped deletes and lost leases", dup, limit)
 	}
 }
 
