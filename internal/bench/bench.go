@@ -282,3 +282,14 @@ func waitFor(ctx context.Context, what string, within, interval time.Duration, c
 
 // errStopped is returned when the worker stops on its own mid-scenario.
 var errStopped = errors.New("worker stopped before the scenario ended")
+
+// firstErr runs every cleanup, in order, and returns err or, when err is
+// nil, the first cleanup's error.
+func firstErr(err error, cleanups ...func() error) error {
+	for _, c := range cleanups {
+		if cerr := c(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

@@ -135,13 +135,7 @@ func (e *env) p3(ctx context.Context) error {
 		return next == len(marks)
 	})
 	reqs := w.requests()
-	if serr := w.stop(); err == nil {
-		err = serr
-	}
-	if perr := stopProf(); err == nil {
-		err = perr
-	}
-	if err != nil {
+	if err := firstErr(err, w.stop, stopProf); err != nil {
 		return err
 	}
 

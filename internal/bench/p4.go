@@ -68,13 +68,7 @@ func (e *env) p4(ctx context.Context) error {
 	if err == nil {
 		err = w.waitDeleted(ctx, n+1, time.Minute)
 	}
-	if serr := w.stop(); err == nil {
-		err = serr
-	}
-	if perr := stopProf(); err == nil {
-		err = perr
-	}
-	if err != nil {
+	if err := firstErr(err, w.stop, stopProf); err != nil {
 		return err
 	}
 	e.note("P4 pickup is SendMessage start → handler start, less the median SendMessage round trip of the same sends.")

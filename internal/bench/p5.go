@@ -70,13 +70,7 @@ func (e *env) p5(ctx context.Context) error {
 		err = w.waitDeleted(ctx, n, 2*time.Minute)
 	}
 	received, lost := counter(w.m.MessagesReceived), counter(w.m.LeasesLost)
-	if serr := w.stop(); err == nil {
-		err = serr
-	}
-	if perr := stopProf(); err == nil {
-		err = perr
-	}
-	if err != nil {
+	if err := firstErr(err, w.stop, stopProf); err != nil {
 		return err
 	}
 	counted := rounds1 - rounds0
