@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 var (
@@ -276,20 +277,8 @@ func (r *recorder) snapshot() (map[string]int, int) {
 	return c, r.total
 }
 
-// eventually polls cond every 50ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
-}
+// eventually polls cond every 50ms until it holds or within passes.
+var eventually = testkit.Eventually
 
 func bodies(prefix string, n int) []string {
 	out := make([]string, n)

@@ -1,8 +1,9 @@
-// Package testkit holds the small helpers the unit tests of several
-// packages share: reading a collector's value and polling with a deadline.
+// Package testkit holds the small helpers the tests of several packages
+// share: reading a collector's value, polling with a deadline, a fake clock.
 package testkit
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -35,15 +36,58 @@ func Value(c prometheus.Collector) float64 {
 // after 10 seconds.
 func WaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	poll(t, 10*time.Second, time.Millisecond, cond, func() { t.Fatalf("timed out waiting for %s", what) })
+}
+
+// Eventually polls cond every 50ms until it holds, failing the test after
+// within: for end-to-end tests, whose conditions cost a request each.
+func Eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	poll(t, within, 50*time.Millisecond, cond, func() { t.Fatalf("timed out after %s waiting for %s", within, what) })
+}
+
+func poll(t *testing.T, within, every time.Duration, cond func() bool, fail func()) {
+	t.Helper()
+	deadline := time.NewTimer(within)
 	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for !cond() {
 		select {
 		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
+			fail()
+			return
 		case <-tick.C:
 		}
 	}
+}
+
+// Clock is a settable fake clock, safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock reading now.
+func NewClock(now time.Time) *Clock { return &Clock{now: now} }
+
+// Now reads the clock.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Set moves the clock to now.
+func (c *Clock) Set(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
+}
+
+// Add moves the clock on by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

@@ -83,35 +83,17 @@ func succeedAll(in *sqs.ChangeMessageVisibilityBatchInput) *sqs.ChangeMessageVis
 	return out
 }
 
-// clock is a settable fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 type testManager struct {
 	*Manager
 	api      *fakeAPI
 	metrics  *metrics.Metrics
-	clock    *clock
+	clock    *testkit.Clock
 	removals atomic.Int64 // OnRemove calls
 }
 
 func newTestManager(t *testing.T, cfg Config, api *fakeAPI) *testManager {
 	t.Helper()
-	tm := &testManager{api: api, metrics: metrics.New(), clock: &clock{now: t0}}
+	tm := &testManager{api: api, metrics: metrics.New(), clock: testkit.NewClock(t0)}
 	cfg.QueueURL = queueURL
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second

@@ -193,8 +193,8 @@ func TestBatchFaultsLoseNothing(t *testing.T) {
 	}
 	r := startWith(t, cfg, h, WithAPIWrapper(func(api API) API { faulty = newFaultyAPI(api); return faulty }))
 
-	waitLong(t, 2*time.Minute, "every message handled", func() bool { return calls.distinct() == n })
-	waitLong(t, 2*time.Minute, "the queue empty", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "every message handled", func() bool { return calls.distinct() == n })
+	testkit.Eventually(t, 2*time.Minute, "the queue empty", func() bool {
 		d, err := server.QueueDepth(ctxT(t), q.URL)
 		return err == nil && d.Visible+d.InFlight == 0
 	})
@@ -232,21 +232,5 @@ func TestBatchFaultsLoseNothing(t *testing.T) {
 	lostAtEnd := int(testkit.Value(m.MessagesProcessed.WithLabelValues("lost"))) // found expired when its handler ended
 	if limit := n/25 + deleteInvalid + deleteSkipped + lostAtEnd + int(testkit.Value(m.LeasesLost)); dup > limit {
 		t.Errorf("%d duplicates, more than the %d planned failures, refused or skipped deletes and lost leases", dup, limit)
-	}
-}
-
-// waitLong polls cond every 50ms until it holds, failing after within.
-func waitLong(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		case <-tick.C:
-		}
 	}
 }

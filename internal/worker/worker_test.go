@@ -314,7 +314,7 @@ func TestAdaptiveLeases(t *testing.T) {
 		if err := server.SendBodies(ctxT(t), q.URL, bodies, nil); err != nil {
 			t.Fatal(err)
 		}
-		waitLong(t, time.Minute, "the wave deleted", func() bool {
+		testkit.Eventually(t, time.Minute, "the wave deleted", func() bool {
 			return testkit.Value(m.MessagesDeleted) == float64(calls.distinct()) && calls.distinct()%wave == 0 &&
 				calls.get(bodies[len(bodies)-1]) > 0 && testkit.Value(m.MessagesInFlight) == 0
 		})
