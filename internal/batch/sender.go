@@ -1,0 +1,423 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/sqsworker/sqsworker/internal/backoff"
+	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
+	"github.com/sqsworker/sqsworker/internal/startstop"
+)
+
+// DefaultMaxPending is the backlog at which Add blocks.
+const DefaultMaxPending = 1000
+
+// errStopped abandons entries added after Stop.
+var errStopped = errors.New("batch sender stopped")
+
+// Config configures a Sender.
+type Config struct {
+	// Action says what a call does, for logs: "delete", "change visibility of".
+	Action string
+	// QueueURL is the queue the calls go to, for logs.
+	QueueURL string
+	// FlushInterval is how long an added entry waits for nine others.
+	// Defaults to DefaultFlushInterval.
+	FlushInterval time.Duration
+	// MaxInFlight bounds the calls in flight at once. Defaults to
+	// DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxPending is the backlog (added, not yet settled) at which Add
+	// blocks, until it falls below half. Defaults to DefaultMaxPending.
+	MaxPending int
+	// RequestTimeout bounds one call. Defaults to DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// Attempts is how many calls an entry gets while it fails
+	// transiently. Defaults to DefaultAttempts; UnlimitedAttempts retries
+	// while Live holds and the context allows.
+	Attempts int
+	// RetryAllErrors retries a failed call whatever its error, not only
+	// throttling, 5xx and network errors.
+	RetryAllErrors bool
+	// Live, when set, is asked before every attempt whether an entry's
+	// receipt handle may still be used; the entries it refuses are Skipped.
+	Live func(*message.Message) bool
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Attempts == 0 {
+		c.Attempts = DefaultAttempts
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Sender sends one family of batch calls. Add coalesces entries into calls
+// of up to ten (flushed when full or after FlushInterval); Send sends a
+// set of entries now and waits for them. Both share MaxInFlight long-lived
+// senders: a goroutine per call would grow its stack anew through the
+// SDK's deep middleware.
+type Sender struct {
+	startstop.Lifecycle
+	cfg  Config
+	call Call
+	log  *zap.Logger
+
+	in      chan Entry // Add → the coalescing loop
+	jobs    chan job   // batches → the senders
+	ctx     context.Context
+	cancel  context.CancelFunc // ends every call: Stop's deadline passed
+	closeMu sync.RWMutex       // held to read, by Add and Send; to write, by Stop
+	closed  bool
+
+	mu      sync.Mutex
+	pending int
+	gate    chan struct{} // non-nil while Add blocks; closed to let it go
+}
+
+type job struct {
+	ctx     context.Context
+	call    Call
+	entries []Entry
+	// added says the entries came from Add: settling them lowers the
+	// backlog. wg, when set, is told of every settled entry (Send).
+	added bool
+	wg    *sync.WaitGroup
+}
+
+// finish settles e, one of j's entries, with r.
+func (s *Sender) finish(j *job, e Entry, r Result) {
+	if e.Done != nil {
+		e.Done(e, r)
+	}
+	if j.added {
+		s.settled(1)
+	}
+	if j.wg != nil {
+		j.wg.Done()
+	}
+}
+
+// NewSender creates a Sender making call. Start it before Add or Send.
+func NewSender(cfg Config, call Call, log *zap.Logger) *Sender {
+	cfg.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Sender{
+		cfg: cfg, call: call, log: log,
+		in:   make(chan Entry, cfg.MaxPending),
+		jobs: make(chan job),
+		ctx:  ctx, cancel: cancel,
+	}
+}
+
+// Start launches the coalescing loop and the senders. They run until Stop.
+func (s *Sender) Start(context.Context) error {
+	if err := s.BeginStart(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for range s.cfg.MaxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range s.jobs {
+				s.send(j)
+			}
+		}()
+	}
+	go func() {
+		s.coalesce()
+		close(s.jobs)
+		wg.Wait()
+		s.cancel()
+		s.Stopped()
+	}()
+	return nil
+}
+
+// Stop flushes what was added and waits for every call to settle, or for
+// ctx to be done, after which the calls still retrying are abandoned.
+// Nothing may be added after Stop; a Send after it runs on the caller's
+// goroutine. Stopping twice is harmless; a Stop before Start starts the
+// sender first, so that what was added before is still sent.
+func (s *Sender) Stop(ctx context.Context) error {
+	_ = s.Start(ctx) // ErrStarted once started or stopped: nothing to do
+	first, running := s.BeginStop()
+	if first {
+		s.closeMu.Lock()
+		s.closed = true
+		if running {
+			close(s.in)
+		}
+		s.closeMu.Unlock()
+	}
+	if !running {
+		return nil
+	}
+	if err := s.Wait(ctx); err != nil {
+		s.cancel()
+		<-s.Done()
+		return err
+	}
+	return nil
+}
+
+// Add queues e for the next call. It blocks while the backlog is at
+// MaxPending, until it falls below half or ctx is done (then e is not
+// added and Add returns ctx's error). After Stop, e is abandoned at once.
+func (s *Sender) Add(ctx context.Context, e Entry) error {
+	for {
+		s.mu.Lock()
+		if s.gate == nil {
+			s.pending++
+			if s.pending >= s.cfg.MaxPending {
+				s.gate = make(chan struct{})
+			}
+			s.mu.Unlock()
+			break
+		}
+		gate := s.gate
+		s.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		s.finish(&job{added: true}, e, Result{Outcome: Abandoned, Err: errStopped})
+		return nil
+	}
+	s.in <- e // never blocks for long: in holds MaxPending
+	return nil
+}
+
+// Send sends entries now, ten to a call, and returns once every entry is
+// settled (each entry's Done has been called). ctx bounds the calls and
+// their retries.
+func (s *Sender) Send(ctx context.Context, entries []Entry) {
+	s.SendWith(ctx, s.call, entries)
+}
+
+// SendWith is Send with another call of the same family (one that counts
+// itself differently, say).
+func (s *Sender) SendWith(ctx context.Context, call Call, entries []Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(len(entries))
+	s.closeMu.RLock()
+	inline := s.closed || !s.Running()
+	for start := 0; start < len(entries); start += MaxEntries {
+		j := job{ctx: ctx, call: call, entries: entries[start:min(start+MaxEntries, len(entries))], wg: &wg}
+		if inline {
+			s.send(j)
+			continue
+		}
+		s.jobs <- j
+	}
+	s.closeMu.RUnlock()
+	wg.Wait()
+}
+
+func (s *Sender) settled(n int) {
+	s.mu.Lock()
+	s.pending -= n
+	if s.gate != nil && s.pending < max(s.cfg.MaxPending/2, 1) {
+		close(s.gate)
+		s.gate = nil
+	}
+	s.mu.Unlock()
+}
+
+// coalesce batches added entries until Stop closes in, then flushes.
+func (s *Sender) coalesce() {
+	batch := make([]Entry, 0, MaxEntries)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		timer.Stop()
+		s.jobs <- job{ctx: s.ctx, call: s.call, entries: batch, added: true} // waits while every sender is busy
+		batch = make([]Entry, 0, MaxEntries)
+	}
+	add := func(e Entry) {
+		for i, old := range batch {
+			if old.Msg.ID == e.Msg.ID {
+				// The same message twice (redelivered, settled twice):
+				// keep the newest handle in one entry, since SQS rejects
+				// a batch naming a message twice.
+				batch[i] = e
+				s.finish(&job{added: true}, old, Result{Outcome: Superseded})
+				return
+			}
+		}
+		batch = append(batch, e)
+		if len(batch) == 1 {
+			timer.Reset(s.cfg.FlushInterval)
+		}
+		if len(batch) == MaxEntries {
+			flush()
+		}
+	}
+	for {
+		select {
+		case e, ok := <-s.in:
+			if !ok {
+				flush()
+				return
+			}
+			add(e)
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// send makes j's call, and again for what may still succeed, settling
+// every entry exactly once.
+func (s *Sender) send(j job) {
+	entries := j.entries
+	delay := firstBackoff
+	for attempt := 1; ; attempt++ {
+		entries = s.live(&j, entries)
+		if len(entries) == 0 {
+			return
+		}
+		if err := j.ctx.Err(); err != nil {
+			s.abandon(&j, entries, err)
+			return
+		}
+		sent := s.cfg.Now()
+		ctx, cancel := context.WithTimeout(j.ctx, s.cfg.RequestTimeout)
+		applied, failed, err := j.call(ctx, entries)
+		cancel()
+		var retry []Entry
+		if err != nil {
+			if !s.cfg.RetryAllErrors && !sqsapi.IsTransient(err) {
+				s.abandon(&j, entries, err)
+				return
+			}
+			retry = entries
+		} else {
+			retry = s.settle(&j, entries, sent, applied, failed)
+			if len(retry) > 0 {
+				err = fmt.Errorf("%d entries failed transiently", len(retry))
+			}
+		}
+		if len(retry) == 0 {
+			return
+		}
+		if s.cfg.Attempts != UnlimitedAttempts && attempt >= s.cfg.Attempts {
+			s.log.Warn(fmt.Sprintf("%s %d messages in %s failed %d times; giving up", s.cfg.Action, len(retry), s.queue(), attempt),
+				zap.Error(err))
+			s.abandon(&j, retry, err)
+			return
+		}
+		wait := backoff.Jitter(delay)
+		s.log.Info(fmt.Sprintf("%s %d messages in %s failed (will retry in %s)", s.cfg.Action, len(retry), s.queue(), wait.Round(time.Millisecond)),
+			zap.Int("attempt", attempt), zap.Error(err))
+		if !backoff.Sleep(j.ctx, wait) {
+			s.abandon(&j, retry, j.ctx.Err())
+			return
+		}
+		delay = min(2*delay, maxBackoff)
+		entries = retry
+	}
+}
+
+// settle settles the entries SQS applied or refused for good and returns
+// those to send again: transient failures, and any entry SQS did not
+// mention at all (dropping it could leave a handled message undeleted).
+func (s *Sender) settle(j *job, entries []Entry, sent time.Time, applied []string, failed []types.BatchResultErrorEntry) []Entry {
+	seen := make([]bool, len(entries))
+	for _, id := range applied {
+		i, ok := index(id, len(entries))
+		if !ok || seen[i] {
+			continue
+		}
+		seen[i] = true
+		s.finish(j, entries[i], Result{Outcome: Applied, SentAt: sent})
+	}
+	var retry []Entry
+	for _, f := range failed {
+		i, ok := index(aws.ToString(f.Id), len(entries))
+		if !ok || seen[i] {
+			continue
+		}
+		seen[i] = true
+		if sqsapi.IsEntryTransient(f) {
+			retry = append(retry, entries[i])
+			continue
+		}
+		s.finish(j, entries[i], Result{Outcome: Refused, Code: sqsapi.EntryCode(f), Detail: sqsapi.EntryError(f)})
+	}
+	for i := range entries {
+		if !seen[i] {
+			retry = append(retry, entries[i])
+		}
+	}
+	return retry
+}
+
+// live drops, as Skipped, the entries whose receipt handle may no longer
+// be used: never act on a stale handle, the message may be someone else's.
+func (s *Sender) live(j *job, entries []Entry) []Entry {
+	if s.cfg.Live == nil {
+		return entries
+	}
+	kept := entries[:0:0]
+	for _, e := range entries {
+		if s.cfg.Live(e.Msg) {
+			kept = append(kept, e)
+			continue
+		}
+		s.finish(j, e, Result{Outcome: Skipped})
+	}
+	return kept
+}
+
+func (s *Sender) abandon(j *job, entries []Entry, err error) {
+	for _, e := range entries {
+		s.finish(j, e, Result{Outcome: Abandoned, Err: err})
+	}
+}
+
+func (s *Sender) queue() string { return path.Base(s.cfg.QueueURL) }
+
+// Backlog is how many added entries are not settled yet, and whether Add
+// blocks because of them.
+func (s *Sender) Backlog() (pending int, blocking bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending, s.gate != nil
+}
