@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,6 +72,8 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 	fs.StringVar(&c.HTTPURL, "http-url", c.HTTPURL, "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
 	fs.DurationVar(&c.HTTPTimeout, "http-timeout", c.HTTPTimeout, "http handler: timeout of one request")
 	fs.Var(&argvFlag{argv: &c.Exec}, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
+	fs.DurationVar(&c.ExecTimeout, "exec-timeout", c.ExecTimeout, "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
+	fs.IntVar(&c.ExecOutputLimit, "exec-output-limit", c.ExecOutputLimit, "exec handler: bytes of the command's stdout and of its stderr kept for the log")
 	fs.BoolVar(&c.UnwrapSNS, "unwrap-sns", c.UnwrapSNS, "give the handler the inner message of SNS envelopes")
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of /metrics, /healthz and /readyz (empty: off)")
@@ -83,7 +86,7 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 		{"Queue", []string{"queue-url", "queue", "endpoint-url", "region"}},
 		{"Throughput", []string{"concurrency", "fetchers", "prefetch", "wait-time", "delete-flush-interval"}},
 		{"Leases and retries", []string{"visibility-timeout", "max-extension", "max-processing-time", "handler-timeout", "retry-backoff-min", "retry-backoff-max"}},
-		{"Handler", []string{"handler", "http-url", "http-timeout", "exec", "unwrap-sns"}},
+		{"Handler", []string{"handler", "http-url", "http-timeout", "exec", "exec-timeout", "exec-output-limit", "unwrap-sns"}},
 		{"Operations", []string{"metrics-addr", "pprof", "shutdown-timeout", "log-level", "log-format"}},
 	}
 }
@@ -118,4 +121,41 @@ func usage(w io.Writer, cmd, summary string, fs *flag.FlagSet, groups []flagGrou
 			fmt.Fprintf(w, "  --%s (%s)\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
 		}
 	}
+}
+
+// configFlags maps every config.Config field a user sets to its flag, so
+// that validation errors, which name fields, name flags here.
+var configFlags = map[string]string{
+	"QueueURL": "queue-url", "Queue": "queue", "EndpointURL": "endpoint-url", "Region": "region",
+	"Concurrency": "concurrency", "Fetchers": "fetchers", "Prefetch": "prefetch", "WaitTime": "wait-time",
+	"VisibilityTimeout": "visibility-timeout", "MaxExtension": "max-extension", "MaxProcessingTime": "max-processing-time",
+	"HandlerTimeout": "handler-timeout", "DeleteFlushInterval": "delete-flush-interval",
+	"RetryBackoffMin": "retry-backoff-min", "RetryBackoffMax": "retry-backoff-max",
+	"Handler": "handler", "HTTPURL": "http-url", "HTTPTimeout": "http-timeout", "Exec": "exec",
+	"ExecTimeout": "exec-timeout", "ExecOutputLimit": "exec-output-limit", "UnwrapSNS": "unwrap-sns",
+	"MetricsAddr": "metrics-addr", "Pprof": "pprof", "ShutdownTimeout": "shutdown-timeout",
+	"LogLevel": "log-level", "LogFormat": "log-format",
+}
+
+// flagError renders err, naming flags where it names Config fields.
+func flagError(err error) string {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		return err.Error()
+	}
+	return fe.Format(func(field string) string {
+		if name, ok := configFlags[field]; ok {
+			return "--" + name
+		}
+		return field
+	})
+}
+
+// flagErrorf is err with its Config fields named as flags.
+func flagErrorf(err error) error {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	return errors.New(flagError(err))
 }

@@ -162,15 +162,13 @@ func deleteAll(t *testing.T, d *Deleter, msgs []*message.Message) {
 }
 
 func (d *Deleter) backlog() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.pending
+	n, _ := d.sender.Backlog()
+	return n
 }
 
 func (d *Deleter) gated() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.gate != nil
+	_, blocking := d.sender.Backlog()
+	return blocking
 }
 
 // checkRequests fails if a request has more than ten entries, or an entry
@@ -224,7 +222,7 @@ func TestDeleteBatches(t *testing.T) {
 			// A flush interval this long means only full batches and Stop
 			// flush, so the batch sizes are exact.
 			d, m := newTestDeleter(t, Config{FlushInterval: time.Hour}, api, leases)
-			d.Start()
+			d.Start(t.Context())
 			msgs := newMessages(tt.n, leases)
 			deleteAll(t, d, msgs)
 			stop(t, d)
@@ -416,7 +414,7 @@ func TestDeletePartialFailure(t *testing.T) {
 				return out, nil
 			}}
 			d, m := newTestDeleter(t, Config{}, api, leases)
-			d.Start()
+			d.Start(t.Context())
 			deleteAll(t, d, msgs)
 			stop(t, d)
 
@@ -484,7 +482,7 @@ func TestDeleteRetriesFailedCalls(t *testing.T) {
 			leases := newFakeLeases()
 			msgs := newMessages(n, leases)
 			d, m := newTestDeleter(t, Config{RequestTimeout: 20 * time.Millisecond}, api, leases)
-			d.Start()
+			d.Start(t.Context())
 			deleteAll(t, d, msgs)
 			stop(t, d)
 
@@ -539,7 +537,7 @@ func TestDeleteSkipsDeadLeases(t *testing.T) {
 				leases.kill(victim)
 			}
 			d, m := newTestDeleter(t, Config{FlushInterval: time.Hour}, api, leases)
-			d.Start()
+			d.Start(t.Context())
 			deleteAll(t, d, msgs)
 			stop(t, d)
 
@@ -569,7 +567,7 @@ func TestDeleteRedeliveredMessageOnce(t *testing.T) {
 	leases.add(old, other, redelivered)
 	api := &fakeAPI{DeleteMessageBatchFunc: succeedAll}
 	d, m := newTestDeleter(t, Config{FlushInterval: time.Hour}, api, leases)
-	d.Start()
+	d.Start(t.Context())
 	deleteAll(t, d, []*message.Message{old, other, redelivered})
 	stop(t, d)
 
@@ -601,8 +599,8 @@ func TestStopFlushesAndIsIdempotent(t *testing.T) {
 	leases := newFakeLeases()
 	msgs := newMessages(3, leases)
 	d, m := newTestDeleter(t, Config{FlushInterval: time.Hour}, api, leases)
-	d.Start()
-	d.Start() // harmless
+	d.Start(t.Context())
+	d.Start(t.Context()) // harmless
 	deleteAll(t, d, msgs)
 	stop(t, d)
 	if got := toFloat64(m.MessagesDeleted); got != 3 {
@@ -625,7 +623,7 @@ func TestStopBeforeStart(t *testing.T) {
 	deleteAll(t, d, msgs)
 	stop(t, d)
 	stop(t, d)
-	d.Start() // after Stop: harmless, starts nothing
+	d.Start(t.Context()) // after Stop: harmless, starts nothing
 	if got := toFloat64(m.MessagesDeleted); got != 2 {
 		t.Errorf("messages deleted = %v; want 2", got)
 	}
@@ -638,7 +636,7 @@ func TestFlushIntervalSendsPartialBatch(t *testing.T) {
 	leases := newFakeLeases()
 	msgs := newMessages(3, leases)
 	d, m := newTestDeleter(t, Config{FlushInterval: time.Millisecond}, api, leases)
-	d.Start()
+	d.Start(t.Context())
 	deleteAll(t, d, msgs)
 	waitFor(t, "the partial batch to be flushed without Stop", func() bool {
 		return toFloat64(m.MessagesDeleted) == 3
@@ -659,7 +657,7 @@ func TestStopDeadlineAbandons(t *testing.T) {
 	leases := newFakeLeases()
 	msgs := newMessages(3, leases)
 	d, m := newTestDeleter(t, Config{FlushInterval: time.Millisecond, RequestTimeout: time.Hour}, api, leases)
-	d.Start()
+	d.Start(t.Context())
 	deleteAll(t, d, msgs)
 	<-entered
 
@@ -695,7 +693,7 @@ func TestDeleteBackpressure(t *testing.T) {
 	leases := newFakeLeases()
 	msgs := newMessages(21, leases)
 	d, m := newTestDeleter(t, Config{MaxPending: 20, FlushInterval: time.Hour, RequestTimeout: time.Hour}, api, leases)
-	d.Start()
+	d.Start(t.Context())
 	deleteAll(t, d, msgs[:20])
 	waitFor(t, "two batches in flight", func() bool { return len(api.requests()) == 2 })
 	if !d.gated() {
@@ -749,7 +747,7 @@ func TestDeleteBackpressureMaxPendingOne(t *testing.T) {
 	leases := newFakeLeases()
 	msgs := newMessages(2, leases)
 	d, m := newTestDeleter(t, Config{MaxPending: 1, FlushInterval: time.Millisecond}, api, leases)
-	d.Start()
+	d.Start(t.Context())
 	if err := d.Delete(t.Context(), msgs[0]); err != nil {
 		t.Fatalf("first Delete: %v", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +27,7 @@ import (
 type inproc struct {
 	m       *metrics.Metrics
 	cfg     config.Config
-	signals chan os.Signal
+	w       *worker.Worker
 	done    chan error
 	stopped bool
 }
@@ -46,17 +45,15 @@ func (e *env) startWorker(ctx context.Context, queueURL string, h handler.Handle
 	if tune != nil {
 		tune(&cfg)
 	}
-	// worker.New does not validate; Validate also turns Prefetch -1 into
-	// Concurrency, as the binary does.
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	w, err := worker.New(ctx, cfg, h, zap.NewNop())
 	if err != nil {
 		return nil, err
 	}
-	p := &inproc{m: w.Metrics(), cfg: w.Config(), signals: make(chan os.Signal, 2), done: make(chan error, 1)}
-	go func() { p.done <- w.Run(p.signals) }()
+	if err := w.Start(ctx); err != nil {
+		return nil, err
+	}
+	p := &inproc{w: w, m: w.Metrics(), cfg: w.Config(), done: make(chan error, 1)}
+	go func() { <-w.Done(); p.done <- w.Err() }()
 	return p, nil
 }
 
@@ -66,7 +63,7 @@ func (p *inproc) stop() error {
 		return nil
 	}
 	p.stopped = true
-	p.signals <- syscall.SIGTERM
+	go func() { _ = p.w.Stop(context.Background()) }()
 	select {
 	case err := <-p.done:
 		return err

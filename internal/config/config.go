@@ -1,5 +1,5 @@
 // Package config owns the worker's Config: every knob, its documented
-// default, and the validation that names the flag and its allowed range.
+// default, and the validation that names the field and its allowed range.
 package config
 
 import (
@@ -7,6 +7,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/sqsworker/sqsworker/internal/batch"
+	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
 // Defaults. Each is the value a field takes when it is left zero.
@@ -16,8 +20,8 @@ const (
 	DefaultWaitTime            = 20 * time.Second
 	DefaultVisibilityTimeout   = 30 * time.Second
 	DefaultMaxExtension        = 10 * time.Minute
-	DefaultMaxProcessingTime   = 12 * time.Hour
-	DefaultDeleteFlushInterval = 10 * time.Millisecond
+	DefaultMaxProcessingTime   = sqsapi.MaxVisibility
+	DefaultDeleteFlushInterval = batch.DefaultFlushInterval
 	DefaultRetryBackoffMin     = 1 * time.Second
 	DefaultRetryBackoffMax     = 15 * time.Minute
 	DefaultHTTPTimeout         = 60 * time.Second
@@ -26,13 +30,36 @@ const (
 	DefaultLogLevel            = "info"
 	DefaultLogFormat           = "json"
 	DefaultHandler             = "http"
-
-	// MaxVisibility is SQS's limit on a message's visibility: 12 hours
-	// since it was first received.
-	MaxVisibility = 12 * time.Hour
-	// MaxWaitTime is SQS's limit on a long poll.
-	MaxWaitTime = 20 * time.Second
+	DefaultExecOutputLimit     = handler.DefaultOutputLimit
+	// DefaultPrefetch makes Prefetch as many as Concurrency.
+	DefaultPrefetch = -1
 )
+
+// FieldError is a problem with one field of a Config. It names the field,
+// so that a command line can name the flag that sets it instead.
+type FieldError struct {
+	// Field is the field at fault; Or lists fields that would do instead.
+	Field string
+	Or    []string
+	// Msg says what is wrong, after the field's name: "is 0: it must be
+	// between 1 and 10000".
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Format(func(field string) string { return field }) }
+
+// Format is Error with every field named by name(field).
+func (e *FieldError) Format(name func(field string) string) string {
+	names := []string{name(e.Field)}
+	for _, f := range e.Or {
+		names = append(names, name(f))
+	}
+	return strings.Join(names, " or ") + " " + e.Msg
+}
+
+func invalid(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
 
 // Config is everything `worker run` needs. Flags and environment variables
 // map one-to-one onto its fields (--concurrency / SQSWORKER_CONCURRENCY).
@@ -53,8 +80,8 @@ type Config struct {
 	// Defaults to 2.
 	Fetchers int
 	// Prefetch is how many received messages may wait for a free handler
-	// beyond Concurrency; negative means as many as Concurrency.
-	// Defaults to -1.
+	// beyond Concurrency; -1 means as many as Concurrency.
+	// Defaults to DefaultPrefetch (-1).
 	Prefetch int
 	// WaitTime is the long-poll wait of each ReceiveMessage (0–20s).
 	// Defaults to 20s.
@@ -88,8 +115,12 @@ type Config struct {
 	HTTPTimeout time.Duration
 	// Exec is the command (argv, no shell) the exec handler runs.
 	Exec []string
-	// handlerInCode skips the handler checks; see ValidateWithHandler.
-	handlerInCode bool
+	// ExecTimeout bounds one run of the exec handler's command, on top of
+	// HandlerTimeout; 0 means no bound of its own. Defaults to 0.
+	ExecTimeout time.Duration
+	// ExecOutputLimit is how many bytes of the command's stdout and of its
+	// stderr are kept for logs. Defaults to DefaultExecOutputLimit.
+	ExecOutputLimit int
 	// UnwrapSNS makes the handler see the inner message of SNS envelopes.
 	UnwrapSNS bool
 
@@ -112,7 +143,7 @@ func Default() Config {
 	return Config{
 		Concurrency:         DefaultConcurrency,
 		Fetchers:            DefaultFetchers,
-		Prefetch:            -1,
+		Prefetch:            DefaultPrefetch,
 		WaitTime:            DefaultWaitTime,
 		VisibilityTimeout:   DefaultVisibilityTimeout,
 		MaxExtension:        DefaultMaxExtension,
@@ -122,6 +153,7 @@ func Default() Config {
 		RetryBackoffMax:     DefaultRetryBackoffMax,
 		Handler:             DefaultHandler,
 		HTTPTimeout:         DefaultHTTPTimeout,
+		ExecOutputLimit:     DefaultExecOutputLimit,
 		MetricsAddr:         DefaultMetricsAddr,
 		ShutdownTimeout:     DefaultShutdownTimeout,
 		LogLevel:            DefaultLogLevel,
@@ -134,98 +166,112 @@ func (c *Config) FIFO() bool {
 	return strings.HasSuffix(c.QueueURL, ".fifo") || strings.HasSuffix(c.Queue, ".fifo")
 }
 
-// Validate checks every field and returns the first problem, naming the
-// flag and what it accepts. A negative Prefetch becomes Concurrency.
+// Validate checks every field the pipeline uses and returns the first
+// problem, a *FieldError naming the field and what it accepts. It changes
+// nothing. The handler's fields are checked by ValidateHandler.
 func (c *Config) Validate() error {
-	if c.Prefetch < 0 {
-		c.Prefetch = c.Concurrency
-	}
 	if c.QueueURL == "" && c.Queue == "" {
-		return fmt.Errorf("--queue-url or --queue is required: the queue to consume")
+		return &FieldError{Field: "QueueURL", Or: []string{"Queue"}, Msg: "is required: the queue to consume"}
 	}
 	if c.QueueURL != "" {
 		u, err := url.Parse(c.QueueURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(strings.Trim(u.Path, "/")) == 0 {
-			return fmt.Errorf("--queue-url %q is not a queue URL: want https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", c.QueueURL)
+			return invalid("QueueURL", "%q is not a queue URL: want https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", c.QueueURL)
 		}
 	}
 	if c.EndpointURL != "" {
 		u, err := url.Parse(c.EndpointURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--endpoint-url %q is not an http(s) URL", c.EndpointURL)
+			return invalid("EndpointURL", "%q is not an http(s) URL", c.EndpointURL)
 		}
 	}
 	checks := []struct {
-		flag      string
+		field     string
 		v, lo, hi int
 	}{
-		{"--concurrency", c.Concurrency, 1, 10000},
-		{"--fetchers", c.Fetchers, 1, 1000},
-		{"--prefetch", c.Prefetch, 0, 100000},
+		{"Concurrency", c.Concurrency, 1, 10000},
+		{"Fetchers", c.Fetchers, 1, 1000},
+		{"Prefetch", c.Prefetch, DefaultPrefetch, 100000},
 	}
 	for _, ck := range checks {
 		if ck.v < ck.lo || ck.v > ck.hi {
-			return fmt.Errorf("%s is %d: it must be between %d and %d", ck.flag, ck.v, ck.lo, ck.hi)
+			return invalid(ck.field, "is %d: it must be between %d and %d", ck.v, ck.lo, ck.hi)
 		}
 	}
 	durs := []struct {
-		flag      string
+		field     string
 		v, lo, hi time.Duration
 	}{
-		{"--wait-time", c.WaitTime, 0, MaxWaitTime},
-		{"--visibility-timeout", c.VisibilityTimeout, 2 * time.Second, MaxVisibility},
-		{"--max-extension", c.MaxExtension, c.VisibilityTimeout, MaxVisibility},
-		{"--max-processing-time", c.MaxProcessingTime, c.VisibilityTimeout, MaxVisibility},
-		{"--handler-timeout", c.HandlerTimeout, 0, MaxVisibility},
-		{"--delete-flush-interval", c.DeleteFlushInterval, time.Millisecond, 10 * time.Second},
-		{"--retry-backoff-min", c.RetryBackoffMin, 0, MaxVisibility},
-		{"--retry-backoff-max", c.RetryBackoffMax, c.RetryBackoffMin, MaxVisibility},
-		{"--http-timeout", c.HTTPTimeout, time.Millisecond, MaxVisibility},
-		{"--shutdown-timeout", c.ShutdownTimeout, time.Second, time.Hour},
+		{"WaitTime", c.WaitTime, 0, sqsapi.MaxWaitTime},
+		{"VisibilityTimeout", c.VisibilityTimeout, 2 * time.Second, sqsapi.MaxVisibility},
+		{"MaxExtension", c.MaxExtension, c.VisibilityTimeout, sqsapi.MaxVisibility},
+		{"MaxProcessingTime", c.MaxProcessingTime, c.VisibilityTimeout, sqsapi.MaxVisibility},
+		{"HandlerTimeout", c.HandlerTimeout, 0, sqsapi.MaxVisibility},
+		{"DeleteFlushInterval", c.DeleteFlushInterval, time.Millisecond, 10 * time.Second},
+		{"RetryBackoffMin", c.RetryBackoffMin, 0, sqsapi.MaxVisibility},
+		{"RetryBackoffMax", c.RetryBackoffMax, c.RetryBackoffMin, sqsapi.MaxVisibility},
+		{"ShutdownTimeout", c.ShutdownTimeout, time.Second, time.Hour},
 	}
 	for _, d := range durs {
 		if d.v < d.lo || d.v > d.hi {
-			return fmt.Errorf("%s is %s: it must be between %s and %s", d.flag, d.v, d.lo, d.hi)
+			return invalid(d.field, "is %s: it must be between %s and %s", d.v, d.lo, d.hi)
 		}
 	}
-	if c.WaitTime%time.Second != 0 || c.VisibilityTimeout%time.Second != 0 {
-		return fmt.Errorf("--wait-time and --visibility-timeout must be whole seconds (SQS counts in seconds)")
-	}
-	if !c.handlerInCode {
-		switch c.Handler {
-		case "http":
-			if c.HTTPURL == "" {
-				return fmt.Errorf("--http-url is required with --handler http: the URL each message body is POSTed to")
-			}
-		case "exec":
-			if len(c.Exec) == 0 {
-				return fmt.Errorf("--exec is required with --handler exec: the command to run per message")
-			}
-		default:
-			return fmt.Errorf("--handler is %q: it must be http or exec", c.Handler)
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"WaitTime", c.WaitTime}, {"VisibilityTimeout", c.VisibilityTimeout}} {
+		if d.v%time.Second != 0 {
+			return invalid(d.field, "is %s: it must be whole seconds (SQS counts in seconds)", d.v)
 		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("--log-level is %q: it must be debug, info, warn or error", c.LogLevel)
+		return invalid("LogLevel", "is %q: it must be debug, info, warn or error", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "json", "console":
 	default:
-		return fmt.Errorf("--log-format is %q: it must be json or console", c.LogFormat)
+		return invalid("LogFormat", "is %q: it must be json or console", c.LogFormat)
 	}
 	return nil
 }
 
-// ValidateWithHandler is Validate for a caller that supplies the handler
-// in code (a program embedding the worker, the benchmark): the handler
-// flags are not checked.
-func (c *Config) ValidateWithHandler() error {
-	c.handlerInCode = true
-	defer func() { c.handlerInCode = false }()
-	return c.Validate()
+// ValidateHandler checks the fields of the handler Handler chooses; a
+// program that supplies its handler in code needs only Validate.
+func (c *Config) ValidateHandler() error {
+	switch c.Handler {
+	case "http":
+		if c.HTTPURL == "" {
+			return invalid("HTTPURL", "is required with the http handler: the URL each message body is POSTed to")
+		}
+		if c.HTTPTimeout < time.Millisecond || c.HTTPTimeout > sqsapi.MaxVisibility {
+			return invalid("HTTPTimeout", "is %s: it must be between 1ms and %s", c.HTTPTimeout, sqsapi.MaxVisibility)
+		}
+	case "exec":
+		if len(c.Exec) == 0 {
+			return invalid("Exec", "is required with the exec handler: the command to run per message")
+		}
+		if c.ExecTimeout < 0 || c.ExecTimeout > sqsapi.MaxVisibility {
+			return invalid("ExecTimeout", "is %s: it must be between 0 (no bound of its own) and %s", c.ExecTimeout, sqsapi.MaxVisibility)
+		}
+		if c.ExecOutputLimit < 1 || c.ExecOutputLimit > sqsapi.MaxMessageSize {
+			return invalid("ExecOutputLimit", "is %d: it must be between 1 and %d bytes", c.ExecOutputLimit, sqsapi.MaxMessageSize)
+		}
+	default:
+		return invalid("Handler", "is %q: it must be http or exec", c.Handler)
+	}
+	return nil
+}
+
+// PrefetchOrDefault is Prefetch, or Concurrency when Prefetch is -1.
+func (c *Config) PrefetchOrDefault() int {
+	if c.Prefetch < 0 {
+		return c.Concurrency
+	}
+	return c.Prefetch
 }
 
 // InFlightLimit is how many leases the worker may hold at once.
-func (c *Config) InFlightLimit() int { return c.Concurrency + c.Prefetch }
+func (c *Config) InFlightLimit() int { return c.Concurrency + c.PrefetchOrDefault() }

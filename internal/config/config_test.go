@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(c *Config)
-		// wantErr is empty for a valid Config, else a flag the error names.
+		// wantErr is empty for a valid Config, else the field the error names.
 		wantErr string
 	}{
 		{name: "defaults with queue url and http url", modify: func(*Config) {}},
@@ -35,41 +37,55 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "console debug logs", modify: func(c *Config) { c.LogLevel, c.LogFormat = "debug", "console" }},
 
-		{name: "negative concurrency", modify: func(c *Config) { c.Concurrency = -1 }, wantErr: "--concurrency"},
-		{name: "zero concurrency", modify: func(c *Config) { c.Concurrency = 0 }, wantErr: "--concurrency"},
-		{name: "concurrency too large", modify: func(c *Config) { c.Concurrency = 10001 }, wantErr: "--concurrency"},
-		{name: "zero fetchers", modify: func(c *Config) { c.Fetchers = 0 }, wantErr: "--fetchers"},
-		{name: "prefetch too large", modify: func(c *Config) { c.Prefetch = 100001 }, wantErr: "--prefetch"},
-		{name: "wait time over 20s", modify: func(c *Config) { c.WaitTime = 21 * time.Second }, wantErr: "--wait-time"},
-		{name: "negative wait time", modify: func(c *Config) { c.WaitTime = -time.Second }, wantErr: "--wait-time"},
-		{name: "fractional wait time", modify: func(c *Config) { c.WaitTime = 1500 * time.Millisecond }, wantErr: "--wait-time"},
-		{name: "visibility 1s", modify: func(c *Config) { c.VisibilityTimeout = time.Second }, wantErr: "--visibility-timeout"},
-		{name: "visibility over 12h", modify: func(c *Config) { c.VisibilityTimeout = 13 * time.Hour }, wantErr: "--visibility-timeout"},
-		{name: "fractional visibility", modify: func(c *Config) { c.VisibilityTimeout = 30500 * time.Millisecond }, wantErr: "--visibility-timeout"},
-		{name: "max extension below visibility", modify: func(c *Config) { c.MaxExtension = 10 * time.Second }, wantErr: "--max-extension"},
-		{name: "max processing time below visibility", modify: func(c *Config) { c.MaxProcessingTime = 10 * time.Second }, wantErr: "--max-processing-time"},
-		{name: "negative handler timeout", modify: func(c *Config) { c.HandlerTimeout = -time.Second }, wantErr: "--handler-timeout"},
-		{name: "zero delete flush interval", modify: func(c *Config) { c.DeleteFlushInterval = 0 }, wantErr: "--delete-flush-interval"},
-		{name: "backoff max below min", modify: func(c *Config) { c.RetryBackoffMax = 500 * time.Millisecond }, wantErr: "--retry-backoff-max"},
-		{name: "zero http timeout", modify: func(c *Config) { c.HTTPTimeout = 0 }, wantErr: "--http-timeout"},
-		{name: "short shutdown timeout", modify: func(c *Config) { c.ShutdownTimeout = 0 }, wantErr: "--shutdown-timeout"},
-		{name: "bad handler", modify: func(c *Config) { c.Handler = "grpc" }, wantErr: "--handler"},
-		{name: "missing http url", modify: func(c *Config) { c.HTTPURL = "" }, wantErr: "--http-url"},
-		{name: "exec without command", modify: func(c *Config) { c.Handler = "exec" }, wantErr: "--exec"},
-		{name: "missing queue", modify: func(c *Config) { c.QueueURL = "" }, wantErr: "--queue"},
-		{name: "queue url not a url", modify: func(c *Config) { c.QueueURL = "orders" }, wantErr: "--queue-url"},
-		{name: "queue url without path", modify: func(c *Config) { c.QueueURL = "https://sqs.eu-west-1.amazonaws.com/" }, wantErr: "--queue-url"},
-		{name: "queue url bad scheme", modify: func(c *Config) { c.QueueURL = "ftp://sqs.eu-west-1.amazonaws.com/1/orders" }, wantErr: "--queue-url"},
-		{name: "bad endpoint url", modify: func(c *Config) { c.EndpointURL = "localhost:4566" }, wantErr: "--endpoint-url"},
-		{name: "bad log level", modify: func(c *Config) { c.LogLevel = "verbose" }, wantErr: "--log-level"},
-		{name: "bad log format", modify: func(c *Config) { c.LogFormat = "xml" }, wantErr: "--log-format"},
+		{name: "negative concurrency", modify: func(c *Config) { c.Concurrency = -1 }, wantErr: "Concurrency"},
+		{name: "zero concurrency", modify: func(c *Config) { c.Concurrency = 0 }, wantErr: "Concurrency"},
+		{name: "concurrency too large", modify: func(c *Config) { c.Concurrency = 10001 }, wantErr: "Concurrency"},
+		{name: "zero fetchers", modify: func(c *Config) { c.Fetchers = 0 }, wantErr: "Fetchers"},
+		{name: "prefetch too large", modify: func(c *Config) { c.Prefetch = 100001 }, wantErr: "Prefetch"},
+		{name: "wait time over 20s", modify: func(c *Config) { c.WaitTime = 21 * time.Second }, wantErr: "WaitTime"},
+		{name: "negative wait time", modify: func(c *Config) { c.WaitTime = -time.Second }, wantErr: "WaitTime"},
+		{name: "fractional wait time", modify: func(c *Config) { c.WaitTime = 1500 * time.Millisecond }, wantErr: "WaitTime"},
+		{name: "visibility 1s", modify: func(c *Config) { c.VisibilityTimeout = time.Second }, wantErr: "VisibilityTimeout"},
+		{name: "visibility over 12h", modify: func(c *Config) { c.VisibilityTimeout = 13 * time.Hour }, wantErr: "VisibilityTimeout"},
+		{name: "fractional visibility", modify: func(c *Config) { c.VisibilityTimeout = 30500 * time.Millisecond }, wantErr: "VisibilityTimeout"},
+		{name: "max extension below visibility", modify: func(c *Config) { c.MaxExtension = 10 * time.Second }, wantErr: "MaxExtension"},
+		{name: "max processing time below visibility", modify: func(c *Config) { c.MaxProcessingTime = 10 * time.Second }, wantErr: "MaxProcessingTime"},
+		{name: "negative handler timeout", modify: func(c *Config) { c.HandlerTimeout = -time.Second }, wantErr: "HandlerTimeout"},
+		{name: "zero delete flush interval", modify: func(c *Config) { c.DeleteFlushInterval = 0 }, wantErr: "DeleteFlushInterval"},
+		{name: "backoff max below min", modify: func(c *Config) { c.RetryBackoffMax = 500 * time.Millisecond }, wantErr: "RetryBackoffMax"},
+		{name: "zero http timeout", modify: func(c *Config) { c.HTTPTimeout = 0 }, wantErr: "HTTPTimeout"},
+		{name: "short shutdown timeout", modify: func(c *Config) { c.ShutdownTimeout = 0 }, wantErr: "ShutdownTimeout"},
+		{name: "bad handler", modify: func(c *Config) { c.Handler = "grpc" }, wantErr: "Handler"},
+		{name: "missing http url", modify: func(c *Config) { c.HTTPURL = "" }, wantErr: "HTTPURL"},
+		{name: "exec without command", modify: func(c *Config) { c.Handler = "exec" }, wantErr: "Exec"},
+		{name: "missing queue", modify: func(c *Config) { c.QueueURL = "" }, wantErr: "Queue"},
+		{name: "queue url not a url", modify: func(c *Config) { c.QueueURL = "orders" }, wantErr: "QueueURL"},
+		{name: "queue url without path", modify: func(c *Config) { c.QueueURL = "https://sqs.eu-west-1.amazonaws.com/" }, wantErr: "QueueURL"},
+		{name: "queue url bad scheme", modify: func(c *Config) { c.QueueURL = "ftp://sqs.eu-west-1.amazonaws.com/1/orders" }, wantErr: "QueueURL"},
+		{name: "bad endpoint url", modify: func(c *Config) { c.EndpointURL = "localhost:4566" }, wantErr: "EndpointURL"},
+		{name: "bad log level", modify: func(c *Config) { c.LogLevel = "verbose" }, wantErr: "LogLevel"},
+		{name: "bad log format", modify: func(c *Config) { c.LogFormat = "xml" }, wantErr: "LogFormat"},
+		{name: "negative exec timeout", modify: func(c *Config) { c.Handler = "exec"; c.Exec = []string{"/bin/true"}; c.ExecTimeout = -time.Second }, wantErr: "ExecTimeout"},
+		{name: "zero exec output limit", modify: func(c *Config) { c.Handler = "exec"; c.Exec = []string{"/bin/true"}; c.ExecOutputLimit = 0 }, wantErr: "ExecOutputLimit"},
+		{name: "prefetch below -1", modify: func(c *Config) { c.Prefetch = -2 }, wantErr: "Prefetch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := valid()
 			tt.modify(&c)
+			before := fmt.Sprintf("%+v", c)
 			err := c.Validate()
+			if err == nil {
+				err = c.ValidateHandler()
+			}
+			if after := fmt.Sprintf("%+v", c); after != before {
+				t.Errorf("validation changed the Config:\n%s\nto\n%s", before, after)
+			}
+			var fe *FieldError
+			if err != nil && !errors.As(err, &fe) {
+				t.Errorf("error %q is not a *FieldError", err)
+			}
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Validate() = %v; want nil", err)
@@ -95,8 +111,7 @@ func TestValidatePrefetch(t *testing.T) {
 		wantPrefetch int
 		wantLimit    int
 	}{
-		{name: "negative becomes concurrency", concurrency: 16, prefetch: -1, wantPrefetch: 16, wantLimit: 32},
-		{name: "any negative becomes concurrency", concurrency: 3, prefetch: -7, wantPrefetch: 3, wantLimit: 6},
+		{name: "-1 means concurrency", concurrency: 16, prefetch: -1, wantPrefetch: 16, wantLimit: 32},
 		{name: "zero stays zero", concurrency: 4, prefetch: 0, wantPrefetch: 0, wantLimit: 4},
 		{name: "explicit stays", concurrency: 4, prefetch: 10, wantPrefetch: 10, wantLimit: 14},
 	}
@@ -108,8 +123,8 @@ func TestValidatePrefetch(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatalf("Validate() = %v", err)
 			}
-			if c.Prefetch != tt.wantPrefetch {
-				t.Errorf("Prefetch = %d; want %d", c.Prefetch, tt.wantPrefetch)
+			if got := c.PrefetchOrDefault(); got != tt.wantPrefetch {
+				t.Errorf("PrefetchOrDefault() = %d; want %d", got, tt.wantPrefetch)
 			}
 			if got := c.InFlightLimit(); got != tt.wantLimit {
 				t.Errorf("InFlightLimit() = %d; want %d", got, tt.wantLimit)
@@ -128,8 +143,8 @@ func TestDefault(t *testing.T) {
 	}
 	// The defaults alone lack only the queue and the handler URL.
 	err := c.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--queue") {
-		t.Errorf("Default().Validate() = %v; want an error naming --queue", err)
+	if err == nil || err.Error() != "QueueURL or Queue is required: the queue to consume" {
+		t.Errorf("Default().Validate() = %v; want the error naming QueueURL or Queue", err)
 	}
 }
 

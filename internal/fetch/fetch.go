@@ -19,6 +19,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
+	"github.com/sqsworker/sqsworker/internal/startstop"
 )
 
 // API is what fetch needs from SQS.
@@ -26,8 +27,11 @@ type API interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 }
 
-// Leases is what fetch needs from the lease table.
+// Leases is what fetch needs from the lease table, which owns the room
+// for in-flight messages.
 type Leases interface {
+	Reserve(ctx context.Context, want int) (int, error)
+	Unreserve(n int)
 	Add(msgs ...*message.Message)
 	Release(ctx context.Context, msgs []*message.Message)
 }
@@ -36,6 +40,15 @@ type Leases interface {
 type Health interface {
 	ReceiveSucceeded()
 }
+
+// Defaults for Config.
+const (
+	DefaultErrorBackoffMin = 100 * time.Millisecond
+	DefaultErrorBackoffMax = 10 * time.Second
+	// pollSlack is how long past its wait time a receive may take before
+	// it is given up on.
+	pollSlack = 10 * time.Second
+)
 
 // Config configures a Fetcher.
 type Config struct {
@@ -47,85 +60,138 @@ type Config struct {
 	// VisibilityTimeout is the lease asked for on receive.
 	VisibilityTimeout time.Duration
 	// ErrorBackoffMin and ErrorBackoffMax bound the wait after a failed
-	// receive. Default to 100ms and 10s.
+	// receive. Default to DefaultErrorBackoffMin and DefaultErrorBackoffMax.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
 }
 
-// ErrQueueMissing is returned by Run when the queue does not exist.
+// ErrQueueMissing is Err's cause when the queue does not exist.
 var ErrQueueMissing = errors.New("queue does not exist")
 
 // Fetcher runs the fetcher goroutines.
 type Fetcher struct {
+	startstop.Lifecycle
 	cfg     Config
 	api     API
 	leases  Leases
-	limiter *Limiter
 	health  Health
-	out     chan<- *message.Message
+	out     chan *message.Message
 	log     *zap.Logger
 	metrics *metrics.Metrics
 
-	pollCtx    context.Context
-	abortPolls context.CancelFunc
+	mu           sync.Mutex
+	stopFetching context.CancelFunc // no new receives; set by Start
+	abortPolls   context.CancelFunc // cancels long polls still waiting
+	pollCtx      context.Context
+	loopsDone    chan struct{}
+	err          error // set before loopsDone is closed
 }
 
-// New creates a Fetcher that sends to out, which Run closes when every
-// fetcher has stopped.
-func New(cfg Config, api API, leases Leases, limiter *Limiter, health Health,
-	out chan<- *message.Message, log *zap.Logger, m *metrics.Metrics) *Fetcher {
+// New creates a Fetcher that sends what it receives to out, and closes out
+// once every fetcher has stopped. out must hold the in-flight limit, so
+// that sending never blocks for long.
+func New(cfg Config, api API, leases Leases, health Health,
+	out chan *message.Message, log *zap.Logger, m *metrics.Metrics) *Fetcher {
 	if cfg.ErrorBackoffMin <= 0 {
-		cfg.ErrorBackoffMin = 100 * time.Millisecond
+		cfg.ErrorBackoffMin = DefaultErrorBackoffMin
 	}
 	if cfg.ErrorBackoffMax < cfg.ErrorBackoffMin {
-		cfg.ErrorBackoffMax = max(10*time.Second, cfg.ErrorBackoffMin)
+		cfg.ErrorBackoffMax = max(DefaultErrorBackoffMax, cfg.ErrorBackoffMin)
 	}
 	pollCtx, abort := context.WithCancel(context.Background())
-	return &Fetcher{cfg: cfg, api: api, leases: leases, limiter: limiter, health: health,
-		out: out, log: log.Named("fetch"), metrics: m, pollCtx: pollCtx, abortPolls: abort}
+	return &Fetcher{cfg: cfg, api: api, leases: leases, health: health,
+		out: out, log: log.Named("fetch"), metrics: m, pollCtx: pollCtx, abortPolls: abort,
+		loopsDone: make(chan struct{})}
 }
 
-// Run receives until ctx is done. A long poll already waiting when ctx is
-// done is not cancelled (a cancelled poll orphans what SQS was handing it
-// for a whole visibility timeout); what it brings is released at once. Run
-// returns when every fetcher has stopped, having closed out; its error is
-// non-nil only when the queue is missing.
-func (f *Fetcher) Run(ctx context.Context) error {
-	defer close(f.out)
-	defer f.abortPolls()
+// Start launches the fetchers; they receive until Stop, or until the queue
+// turns out not to exist (then Failed is closed and Err says why).
+func (f *Fetcher) Start(context.Context) error {
+	if err := f.BeginStart(); err != nil {
+		return err
+	}
+	fctx, cancel := context.WithCancel(context.Background())
+	f.mu.Lock()
+	f.stopFetching = cancel
+	f.mu.Unlock()
 	var wg sync.WaitGroup
-	errc := make(chan error, f.cfg.Fetchers)
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for i := 0; i < f.cfg.Fetchers; i++ {
+	var once sync.Once
+	for range f.cfg.Fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f.loop(fctx); err != nil {
-				errc <- err
+				once.Do(func() { f.err = err })
 				cancel() // the queue is gone: stop the others too
 			}
 		}()
 	}
-	wg.Wait()
-	close(errc)
-	return <-errc
+	go func() {
+		wg.Wait()
+		f.abortPolls()
+		close(f.out)
+		close(f.loopsDone)
+	}()
+	return nil
 }
 
-// Abort cancels long polls still waiting; for a forced shutdown only.
-func (f *Fetcher) Abort() { f.abortPolls() }
+// Stop starts no new receive. A long poll already waiting is not
+// cancelled (a cancelled poll orphans what SQS was handing it for a whole
+// visibility timeout): it returns within the wait time, and what it
+// brings is released at once. When ctx is done first, the polls still
+// waiting are cancelled. Stop returns once every fetcher has stopped and
+// out is closed. Stopping twice, or before Start, is harmless.
+func (f *Fetcher) Stop(ctx context.Context) error {
+	// No new receive from now on: before Stopping reports true.
+	f.mu.Lock()
+	if f.stopFetching != nil {
+		f.stopFetching()
+	}
+	f.mu.Unlock()
+	first, running := f.BeginStop()
+	if !running {
+		return nil
+	}
+	if !first {
+		return f.Wait(ctx)
+	}
+	var err error
+	select {
+	case <-f.loopsDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+		f.abortPolls()
+		<-f.loopsDone
+	}
+	f.Stopped()
+	return err
+}
+
+// Failed is closed when the fetchers stopped on their own: the queue does
+// not exist. Err says why.
+func (f *Fetcher) Failed() <-chan struct{} { return f.loopsDone }
+
+// Err is why the fetchers stopped on their own, nil if they did not.
+func (f *Fetcher) Err() error {
+	select {
+	case <-f.loopsDone:
+		return f.err
+	default:
+		return nil
+	}
+}
 
 func (f *Fetcher) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := f.limiter.Acquire(ctx, 10)
+		n, err := f.leases.Reserve(ctx, sqsapi.MaxBatchEntries)
 		if err != nil {
 			return nil
 		}
 		msgs, err := f.receive(n)
 		if err != nil {
-			f.limiter.Release(n)
+			f.leases.Unreserve(n)
 			if sqsapi.IsQueueMissing(err) {
-				return fmt.Errorf("receive from %s: %w (create it, or check --queue-url and the region)", f.cfg.QueueURL, ErrQueueMissing)
+				return fmt.Errorf("receive from %s: %w (create it, or check the queue URL and the region)", f.cfg.QueueURL, ErrQueueMissing)
 			}
 			failures++
 			wait := backoff.Jitter(backoff.Exponential(failures, f.cfg.ErrorBackoffMin, f.cfg.ErrorBackoffMax))
@@ -141,7 +207,7 @@ func (f *Fetcher) loop(ctx context.Context) error {
 			failures = 0
 		}
 		f.health.ReceiveSucceeded()
-		f.limiter.Release(n - len(msgs))
+		f.leases.Unreserve(n - len(msgs))
 		if len(msgs) == 0 {
 			f.metrics.ReceiveEmpty.Inc()
 			if f.cfg.WaitTime == 0 {
@@ -173,7 +239,7 @@ func (f *Fetcher) loop(ctx context.Context) error {
 func noRetry(o *sqs.Options) { o.RetryMaxAttempts = 1 }
 
 func (f *Fetcher) receive(n int) ([]*message.Message, error) {
-	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+10*time.Second)
+	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+pollSlack)
 	defer cancel()
 	out, err := f.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(f.cfg.QueueURL),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,8 +54,14 @@ func (f *fakeAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 	return f.ReceiveMessageFunc(ctx, in)
 }
 
-// fakeLeases records what is added and released.
+// fakeLeases records what is added and released, and keeps the room for
+// in-flight messages as the lease table does: a semaphore of limit units.
 type fakeLeases struct {
+	roomMu sync.Mutex
+	limit  int
+	used   int
+	freed  chan struct{} // closed and replaced whenever room is given back
+
 	mu       sync.Mutex
 	added    map[*message.Message]bool
 	released []*message.Message
@@ -62,7 +69,44 @@ type fakeLeases struct {
 	releaseCtxErr error
 }
 
-func newFakeLeases() *fakeLeases { return &fakeLeases{added: map[*message.Message]bool{}} }
+func newFakeLeases(limit int) *fakeLeases {
+	return &fakeLeases{added: map[*message.Message]bool{}, limit: limit, freed: make(chan struct{})}
+}
+
+// Reserve takes want units at once, or waits until it can.
+func (l *fakeLeases) Reserve(ctx context.Context, want int) (int, error) {
+	want = min(want, l.limit)
+	for {
+		l.roomMu.Lock()
+		if l.limit-l.used >= want {
+			l.used += want
+			l.roomMu.Unlock()
+			return want, nil
+		}
+		freed := l.freed
+		l.roomMu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (l *fakeLeases) Unreserve(n int) {
+	l.roomMu.Lock()
+	defer l.roomMu.Unlock()
+	l.used -= n
+	close(l.freed)
+	l.freed = make(chan struct{})
+}
+
+// inUse is the room taken.
+func (l *fakeLeases) inUse() int {
+	l.roomMu.Lock()
+	defer l.roomMu.Unlock()
+	return l.used
+}
 
 func (l *fakeLeases) Add(msgs ...*message.Message) {
 	l.mu.Lock()
@@ -98,7 +142,6 @@ func (h *fakeHealth) ReceiveSucceeded() { h.n.Add(1) }
 type testFetcher struct {
 	*Fetcher
 	leases  *fakeLeases
-	limiter *Limiter
 	health  *fakeHealth
 	metrics *metrics.Metrics
 	out     chan *message.Message
@@ -114,57 +157,85 @@ func newTestFetcher(t *testing.T, cfg Config, limit int, api API) *testFetcher {
 		cfg.ErrorBackoffMin, cfg.ErrorBackoffMax = time.Millisecond, 4*time.Millisecond
 	}
 	tf := &testFetcher{
-		leases: newFakeLeases(), limiter: NewLimiter(limit), health: &fakeHealth{},
+		leases: newFakeLeases(limit), health: &fakeHealth{},
 		metrics: metrics.New(), out: make(chan *message.Message, limit),
 	}
-	tf.Fetcher = New(cfg, api, tf.leases, tf.limiter, tf.health, tf.out, zap.NewNop(), tf.metrics)
+	tf.Fetcher = New(cfg, api, tf.leases, tf.health, tf.out, zap.NewNop(), tf.metrics)
 	return tf
 }
 
-// runner is a Run in progress.
+// runner is a started Fetcher.
 type runner struct {
-	cancel   context.CancelFunc
-	finished chan struct{}
-	err      error
+	tf      *testFetcher
+	cancel  context.CancelFunc // cancels the context of a Stop begun by stopAsync
+	stopped chan error
 }
 
-// run starts Run; the test's cleanup stops it.
+// run starts the fetcher; the test's cleanup stops it.
 func (tf *testFetcher) run(t *testing.T) *runner {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{cancel: cancel, finished: make(chan struct{})}
-	go func() {
-		r.err = tf.Run(ctx)
-		close(r.finished)
-	}()
+	if err := tf.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	r := &runner{tf: tf}
 	t.Cleanup(func() {
-		if err := r.stop(); err != nil && !errors.Is(err, ErrQueueMissing) {
-			t.Errorf("Run: %v", err)
+		// A queue found missing, or a Stop the test cut short, ended it.
+		if err := r.stop(); err != nil && !errors.Is(err, ErrQueueMissing) && !errors.Is(err, context.Canceled) {
+			t.Errorf("Stop: %v", err)
 		}
 	})
 	return r
 }
 
-// stop cancels Run's context and waits for Run to return.
+// stop stops the fetcher (or waits for the Stop stopAsync began) and
+// returns why it stopped.
 func (r *runner) stop() error {
-	r.cancel()
+	if r.stopped == nil {
+		r.stopAsync()
+	}
 	return r.wait()
 }
 
-// wait waits for Run to return, for ten seconds at most.
-func (r *runner) wait() error {
-	select {
-	case <-r.finished:
-		return r.err
-	case <-time.After(10 * time.Second):
-		return errors.New("Run did not return within 10s")
+// stopAsync begins a Stop without waiting for it; cancel cuts it short.
+func (r *runner) stopAsync() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.stopped = make(chan error, 1)
+	go func() { r.stopped <- r.tf.Stop(ctx) }()
+	for !r.tf.Stopping() {
+		runtime.Gosched()
 	}
 }
 
-// returned reports whether Run has returned.
+// wait waits, for ten seconds at most, for the Stop begun by stopAsync
+// or, without one, for the fetchers to stop on their own; it returns the
+// Stop's error, else Err.
+func (r *runner) wait() error {
+	timeout := time.After(10 * time.Second)
+	if r.stopped == nil {
+		select {
+		case <-r.tf.Failed():
+			return r.tf.Err()
+		case <-timeout:
+			return errors.New("the fetchers did not stop within 10s")
+		}
+	}
+	select {
+	case err := <-r.stopped:
+		r.stopped <- err // a later wait sees it too
+		if err != nil {
+			return err
+		}
+		return r.tf.Err()
+	case <-timeout:
+		return errors.New("Stop did not return within 10s")
+	}
+}
+
+// returned reports whether the fetchers have stopped.
 func (r *runner) returned() bool {
 	select {
-	case <-r.finished:
+	case <-r.tf.Failed():
 		return true
 	default:
 		return false
@@ -209,7 +280,7 @@ func checkClosedEmpty(t *testing.T, out <-chan *message.Message) {
 			t.Errorf("unexpected message %s on out", m.ID)
 		}
 	default:
-		t.Error("out not closed after Run returned")
+		t.Error("out not closed after the fetchers stopped")
 	}
 }
 
@@ -236,7 +307,7 @@ func TestFetcherRegistersBeforeSending(t *testing.T) {
 			t.Errorf("message = %+v; want queue url, receive count 2 and receive times set", m)
 		}
 	}
-	waitFor(t, "the limiter to hold the 3 leases", func() bool { return tf.limiter.InUse() == 3 })
+	waitFor(t, "the limiter to hold the 3 leases", func() bool { return tf.leases.inUse() == 3 })
 	if err := r.stop(); err != nil {
 		t.Errorf("Run = %v; want nil", err)
 	}
@@ -310,7 +381,7 @@ func TestFetcherQueueMissing(t *testing.T) {
 				t.Errorf("Run = %q; want it to name the queue", err)
 			}
 			checkClosedEmpty(t, tf.out)
-			if got := tf.limiter.InUse(); got != 0 {
+			if got := tf.leases.inUse(); got != 0 {
 				t.Errorf("limiter InUse = %d after failed receives; want 0", got)
 			}
 		})
@@ -358,7 +429,7 @@ func TestFetcherBacksOffAndRecovers(t *testing.T) {
 			}
 			// Failed receives give their room back: only the two leases
 			// hold room.
-			waitFor(t, "the limiter to hold just the 2 leases", func() bool { return tf.limiter.InUse() == 2 })
+			waitFor(t, "the limiter to hold just the 2 leases", func() bool { return tf.leases.inUse() == 2 })
 			if err := r.stop(); err != nil {
 				t.Errorf("Run = %v; want nil", err)
 			}
@@ -401,7 +472,7 @@ func TestFetcherStops(t *testing.T) {
 				t.Errorf("Run = %v; want nil", err)
 			}
 			checkClosedEmpty(t, tf.out)
-			if got := tf.limiter.InUse(); got != tt.messages {
+			if got := tf.leases.inUse(); got != tt.messages {
 				t.Errorf("limiter InUse = %d; want %d (one per lease)", got, tt.messages)
 			}
 		})
@@ -427,10 +498,10 @@ func TestFetcherReleasesMessagesReceivedAfterStop(t *testing.T) {
 	r := tf.run(t)
 	<-entered
 
-	r.cancel()
-	// Run cannot return while its poll is out: the poll is not cancelled.
+	r.stopAsync()
+	// Stop cannot return while its poll is out: the poll is not cancelled.
 	if r.returned() {
-		t.Fatalf("Run returned (%v) while a long poll was still waiting", r.err)
+		t.Fatal("the fetchers stopped while a long poll was still waiting")
 	}
 	close(proceed)
 	if err := r.wait(); err != nil {
@@ -457,7 +528,7 @@ func TestFetcherReleasesMessagesReceivedAfterStop(t *testing.T) {
 	checkClosedEmpty(t, tf.out)
 }
 
-func TestFetcherAbortCancelsWaitingPolls(t *testing.T) {
+func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 	t.Parallel()
 	entered := make(chan struct{}, 2)
 	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
@@ -472,16 +543,29 @@ func TestFetcherAbortCancelsWaitingPolls(t *testing.T) {
 	r := tf.run(t)
 	<-entered
 	<-entered
-	r.cancel() // a forced shutdown: stop fetching, then abort the polls
+	r.stopAsync()
 	if r.returned() {
 		t.Fatal("Run returned while its polls were waiting")
 	}
-	tf.Abort()
-	if err := r.wait(); err != nil {
-		t.Errorf("Run = %v; want nil", err)
+	r.cancel() // Stop's context ends: the polls still waiting are cancelled
+	if err := r.wait(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop = %v; want context.Canceled", err)
 	}
 	checkClosedEmpty(t, tf.out)
-	if got := tf.limiter.InUse(); got != 0 {
+	if got := tf.leases.inUse(); got != 0 {
 		t.Errorf("limiter InUse = %d after aborted polls; want 0", got)
+	}
+}
+
+func TestFetcherStopBeforeStart(t *testing.T) {
+	t.Parallel()
+	tf := newTestFetcher(t, Config{}, 10, &fakeAPI{})
+	for i := range 2 {
+		if err := tf.Stop(t.Context()); err != nil {
+			t.Errorf("Stop #%d before Start = %v; want nil", i+1, err)
+		}
+	}
+	if err := tf.Start(t.Context()); err == nil {
+		t.Error("Start after Stop = nil; want an error")
 	}
 }

@@ -54,17 +54,17 @@ type Exec struct {
 // startup rather than on every message.
 func NewExec(cfg ExecConfig, logger *zap.Logger) (*Exec, error) {
 	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
-		return nil, errors.New("--exec: no command given; pass the program and its arguments, such as --exec ./process.sh")
+		return nil, errors.New("exec handler: Argv is empty: give the program to run and its arguments, such as ./process.sh")
 	}
 	p, err := exec.LookPath(cfg.Argv[0])
 	if err != nil {
-		return nil, fmt.Errorf("--exec: find command %q: %w; give its full path or add its directory to PATH", cfg.Argv[0], err)
+		return nil, fmt.Errorf("exec handler: find command %q: %w; give its full path or add its directory to PATH", cfg.Argv[0], err)
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("--exec-timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
+		return nil, fmt.Errorf("exec handler: Timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
 	}
 	if cfg.OutputLimit < 0 {
-		return nil, fmt.Errorf("--exec-output-limit %d: must be 0 (default %d) or positive", cfg.OutputLimit, DefaultOutputLimit)
+		return nil, fmt.Errorf("exec handler: OutputLimit %d: must be 0 (default %d) or positive", cfg.OutputLimit, DefaultOutputLimit)
 	}
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = DefaultOutputLimit
@@ -128,7 +128,7 @@ func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
 	output := fmt.Sprintf("stderr: %q; stdout: %q", stderr.String(), stdout.String())
 	switch {
 	case runCtx.Err() != nil && ctx.Err() == nil:
-		return fmt.Errorf("%s: killed after %s (--exec-timeout): %w; %s", what, e.timeout, runCtx.Err(), output)
+		return fmt.Errorf("%s: killed after %s (the handler's Timeout): %w; %s", what, e.timeout, runCtx.Err(), output)
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: cancelled after %s: %w; %s", what, elapsed.Round(time.Millisecond), context.Cause(ctx), output)
 	}

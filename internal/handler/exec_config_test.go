@@ -16,11 +16,11 @@ func TestNewExecValidation(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "ok", cfg: ExecConfig{Argv: []string{"sh", "-c", "true"}}},
-		{name: "empty", cfg: ExecConfig{}, wantErr: []string{"--exec", "no command"}},
-		{name: "not found", cfg: ExecConfig{Argv: []string{"no-such-command-sqsworker"}}, wantErr: []string{"--exec", "no-such-command-sqsworker", "PATH"}},
-		{name: "not found by path", cfg: ExecConfig{Argv: []string{"/nonexistent/run.sh"}}, wantErr: []string{"--exec", "/nonexistent/run.sh"}},
-		{name: "negative timeout", cfg: ExecConfig{Argv: []string{"sh"}, Timeout: -time.Second}, wantErr: []string{"--exec-timeout"}},
-		{name: "negative limit", cfg: ExecConfig{Argv: []string{"sh"}, OutputLimit: -1}, wantErr: []string{"--exec-output-limit"}},
+		{name: "empty", cfg: ExecConfig{}, wantErr: []string{"Argv", "empty"}},
+		{name: "not found", cfg: ExecConfig{Argv: []string{"no-such-command-sqsworker"}}, wantErr: []string{"find command", "no-such-command-sqsworker", "PATH"}},
+		{name: "not found by path", cfg: ExecConfig{Argv: []string{"/nonexistent/run.sh"}}, wantErr: []string{"find command", "/nonexistent/run.sh"}},
+		{name: "negative timeout", cfg: ExecConfig{Argv: []string{"sh"}, Timeout: -time.Second}, wantErr: []string{"Timeout"}},
+		{name: "negative limit", cfg: ExecConfig{Argv: []string{"sh"}, OutputLimit: -1}, wantErr: []string{"OutputLimit"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -169,8 +169,8 @@ func TestExecTimeout(t *testing.T) {
 	t.Parallel()
 	e, _ := newTestExec(t, ExecConfig{Argv: []string{"sleep", "30"}, Timeout: 50 * time.Millisecond})
 	err := e.Handle(t.Context(), testMessage())
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "--exec-timeout") {
-		t.Errorf("Handle error = %v; want a timeout naming --exec-timeout", err)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Timeout") {
+		t.Errorf("Handle error = %v; want a timeout naming the Timeout", err)
 	}
 }
 

@@ -61,16 +61,16 @@ type HTTP struct {
 func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("--http-url %q: %w", cfg.URL, err)
+		return nil, fmt.Errorf("http handler: URL %q: %w", cfg.URL, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--http-url %q: must be an absolute http:// or https:// URL, such as http://localhost:8080/work", cfg.URL)
+		return nil, fmt.Errorf("http handler: URL %q: must be an absolute http:// or https:// URL, such as http://localhost:8080/work", cfg.URL)
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("--http-timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
+		return nil, fmt.Errorf("http handler: Timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
 	}
 	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("--concurrency %d: must be 1 or more", cfg.Concurrency)
+		return nil, fmt.Errorf("http handler: Concurrency %d: must be 1 or more", cfg.Concurrency)
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultHTTPConcurrency
@@ -123,7 +123,7 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 			err = ue.Err
 		}
 		if h.timeout > 0 && ctx.Err() == nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("post message %s to %s: no response within %s (--http-timeout): %w", msg.ID, h.url, h.timeout, err)
+			return fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.url, h.timeout, err)
 		}
 		return fmt.Errorf("post message %s to %s: %w", msg.ID, h.url, err)
 	}

@@ -16,13 +16,13 @@ func TestNewHTTPValidation(t *testing.T) {
 	}{
 		{name: "ok", cfg: HTTPConfig{URL: "http://localhost:8080/work"}},
 		{name: "https", cfg: HTTPConfig{URL: "https://example.com"}},
-		{name: "empty", cfg: HTTPConfig{}, wantErr: "--http-url"},
-		{name: "relative", cfg: HTTPConfig{URL: "/work"}, wantErr: "--http-url"},
-		{name: "no scheme", cfg: HTTPConfig{URL: "localhost:8080"}, wantErr: "--http-url"},
-		{name: "ftp", cfg: HTTPConfig{URL: "ftp://example.com"}, wantErr: "--http-url"},
-		{name: "unparsable", cfg: HTTPConfig{URL: "http://[::1"}, wantErr: "--http-url"},
-		{name: "negative timeout", cfg: HTTPConfig{URL: "http://x", Timeout: -1}, wantErr: "--http-timeout"},
-		{name: "negative concurrency", cfg: HTTPConfig{URL: "http://x", Concurrency: -1}, wantErr: "--concurrency"},
+		{name: "empty", cfg: HTTPConfig{}, wantErr: "URL"},
+		{name: "relative", cfg: HTTPConfig{URL: "/work"}, wantErr: "URL"},
+		{name: "no scheme", cfg: HTTPConfig{URL: "localhost:8080"}, wantErr: "URL"},
+		{name: "ftp", cfg: HTTPConfig{URL: "ftp://example.com"}, wantErr: "URL"},
+		{name: "unparsable", cfg: HTTPConfig{URL: "http://[::1"}, wantErr: "URL"},
+		{name: "negative timeout", cfg: HTTPConfig{URL: "http://x", Timeout: -1}, wantErr: "Timeout"},
+		{name: "negative concurrency", cfg: HTTPConfig{URL: "http://x", Concurrency: -1}, wantErr: "Concurrency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -224,7 +224,7 @@ func TestHTTPTransportErrors(t *testing.T) {
 		wantIs  error
 	}{
 		{name: "connection refused", url: closedURL, wantErr: []string{"post message msg-1 to " + closedURL, "refused"}},
-		{name: "timeout", url: slow.URL, timeout: 50 * time.Millisecond, wantErr: []string{"--http-timeout", slow.URL}, wantIs: context.DeadlineExceeded},
+		{name: "timeout", url: slow.URL, timeout: 50 * time.Millisecond, wantErr: []string{"Timeout", slow.URL}, wantIs: context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

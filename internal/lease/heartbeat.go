@@ -1,4 +1,4 @@
-package visibility
+package lease
 
 import (
 	"context"
@@ -8,48 +8,79 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sqsworker/sqsworker/internal/batch"
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
 // Tick is how often the heartbeat looks for leases to extend: a third of
 // the visibility timeout, so a lease is extended with at least a third of it
 // left even when one call is slow.
-func (m *Manager) Tick() time.Duration {
-	t := m.cfg.VisibilityTimeout / 3
-	if t > 10*time.Second {
-		t = 10 * time.Second
-	}
-	return t
+func (t *Table) Tick() time.Duration {
+	return min(t.cfg.VisibilityTimeout/3, maxTick)
 }
 
 // Extension is how long the next extension asks for: the p99 of measured
 // handler time, within VisibilityTimeout … MaxExtension.
-func (m *Manager) Extension() time.Duration {
-	ext := m.stats.p99()
-	if ext < m.cfg.VisibilityTimeout {
-		ext = m.cfg.VisibilityTimeout
+func (t *Table) Extension() time.Duration {
+	ext := t.stats.p99()
+	if ext < t.cfg.VisibilityTimeout {
+		ext = t.cfg.VisibilityTimeout
 	}
-	if ext > m.cfg.MaxExtension {
-		ext = m.cfg.MaxExtension
+	if ext > t.cfg.MaxExtension {
+		ext = t.cfg.MaxExtension
 	}
 	return ext.Round(time.Second)
 }
 
-// Run extends due leases every Tick until ctx is done. Stop it last: after
-// the final delete flush, since a lease stays registered until its delete
-// is confirmed.
-func (m *Manager) Run(ctx context.Context) error {
-	t := time.NewTicker(m.Tick())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			m.Heartbeat(ctx)
-		}
+// Start launches the heartbeat, which extends due leases every Tick, and
+// the sender of visibility changes. They run until Stop.
+func (t *Table) Start(ctx context.Context) error {
+	if err := t.BeginStart(); err != nil {
+		return err
 	}
+	if err := t.changes.Start(ctx); err != nil {
+		return err
+	}
+	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	t.stopHeartbeat = stop
+	go func() {
+		defer close(t.heartbeatDone)
+		tick := time.NewTicker(t.Tick())
+		defer tick.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-tick.C:
+				t.Heartbeat(hbCtx)
+			}
+		}
+	}()
+	return nil
 }
+
+// Stop ends the heartbeat (a round under way is cut short), then waits for
+// the visibility changes in flight, or for ctx to be done. Leases still
+// held are left to expire. Stopping twice, or before Start, is harmless.
+func (t *Table) Stop(ctx context.Context) error {
+	first, running := t.BeginStop()
+	if !running {
+		return nil
+	}
+	if first {
+		t.stopHeartbeat()
+		<-t.heartbeatDone
+		err := t.changes.Stop(ctx)
+		t.Stopped()
+		return err
+	}
+	return t.Wait(ctx)
+}
+
+// maxTick bounds Tick: a long visibility timeout still has its leases
+// looked at every few seconds.
+const maxTick = 10 * time.Second
 
 // heartbeatGrace is added to the horizon for the round's own latency: a
 // round of many batches on a busy machine can take most of a second.
@@ -60,11 +91,11 @@ const heartbeatGrace = time.Second
 // each to its call's send time plus the extension (so leases extended
 // together stay due together, and later rounds fill their batches);
 // leases past their deadline are lost.
-func (m *Manager) Heartbeat(ctx context.Context) {
-	now := m.cfg.Now()
-	horizon := now.Add(2*m.Tick() + heartbeatGrace)
-	ext := m.Extension()
-	m.metrics.ExtensionSeconds.Set(ext.Seconds())
+func (t *Table) Heartbeat(ctx context.Context) {
+	now := t.cfg.Now()
+	horizon := now.Add(2*t.Tick() + heartbeatGrace)
+	ext := t.Extension()
+	t.metrics.ExtensionSeconds.Set(ext.Seconds())
 
 	type dueLease struct {
 		msg   *message.Message
@@ -72,14 +103,14 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 		ext   time.Duration
 	}
 	var dues []dueLease
-	m.mu.Lock()
-	for _, l := range m.leases {
+	t.mu.Lock()
+	for _, l := range t.leases {
 		switch {
 		case l.lost:
 		case !l.visibleUntil.After(now):
-			m.log.Warn("lease expired before it could be extended; the message may be redelivered",
+			t.log.Warn("lease expired before it could be extended; the message may be redelivered",
 				zap.String("message_id", l.msg.ID), zap.Time("visible_until", l.visibleUntil))
-			m.loseLocked(l)
+			t.loseLocked(l)
 		case l.visibleUntil.Before(horizon):
 			left := l.hardLimit.Sub(now)
 			if left <= 0 || !l.hardLimit.After(l.visibleUntil) {
@@ -92,28 +123,51 @@ func (m *Manager) Heartbeat(ctx context.Context) {
 			dues = append(dues, dueLease{l.msg, l.visibleUntil, d})
 		}
 	}
-	m.mu.Unlock()
+	t.mu.Unlock()
 	if len(dues) == 0 {
 		return
 	}
-	m.metrics.HeartbeatRounds.Inc()
+	t.metrics.HeartbeatRounds.Inc()
 	// The most urgent first: when a round of many batches runs long (a
 	// busy machine, a slow SQS), the leases closest to expiry are not the
 	// ones left waiting in its last calls.
 	slices.SortFunc(dues, func(a, b dueLease) int { return a.until.Compare(b.until) })
-	due := make([]*message.Message, len(dues))
-	timeouts := make([]time.Duration, len(dues))
+	entries := make([]batch.Entry, len(dues))
 	for i, d := range dues {
-		due[i], timeouts[i] = d.msg, d.ext
+		entries[i] = batch.Entry{Msg: d.msg, Visibility: d.ext, Done: t.extended}
 	}
-	m.change(ctx, due, timeouts, true, func(msg *message.Message, until time.Time) {
-		m.mu.Lock()
-		if l, ok := m.leases[msg.ID]; ok && l.msg == msg {
-			l.visibleUntil = until
+	t.changes.SendWith(ctx, t.extendVisibility, entries)
+}
+
+// extended records what became of one extension.
+func (t *Table) extended(e batch.Entry, r batch.Result) {
+	msg := e.Msg
+	switch r.Outcome {
+	case batch.Applied:
+		t.mu.Lock()
+		if l, ok := t.leases[msg.ID]; ok && l.msg == msg {
+			// SQS counts the new timeout from when it got the call.
+			l.visibleUntil = r.SentAt.Add(e.Visibility)
 		}
-		m.mu.Unlock()
-		m.metrics.VisibilityExtensions.Inc()
-	}, m.lose)
+		t.mu.Unlock()
+		t.metrics.VisibilityExtensions.Inc()
+	case batch.Refused:
+		if sqsapi.IsHandleGone(r.Code) {
+			deleting := t.handled(msg)
+			t.lose(msg)
+			if !deleting { // else its delete got there first
+				t.log.Warn("change visibility refused: the receipt handle is no longer valid; the lease is lost, "+
+					"so the handler is cancelled and the message will not be deleted with this handle",
+					zap.String("message_id", msg.ID), zap.String("error_code", r.Detail))
+			}
+			return
+		}
+		t.log.Warn("change visibility entry failed; the message keeps its current deadline",
+			zap.String("message_id", msg.ID), zap.String("error_code", r.Detail))
+	case batch.Abandoned:
+		t.log.Warn("change visibility failed; the message keeps its current deadline",
+			zap.String("message_id", msg.ID), zap.Error(r.Err))
+	}
 }
 
 // durations keeps recent handler durations in one-second buckets, as

@@ -1,4 +1,4 @@
-package visibility
+package lease
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,17 +82,20 @@ func succeedAll(in *sqs.ChangeMessageVisibilityBatchInput) *sqs.ChangeMessageVis
 	return out
 }
 
-type testManager struct {
-	*Manager
-	api      *fakeAPI
-	metrics  *metrics.Metrics
-	clock    *testkit.Clock
-	removals atomic.Int64 // OnRemove calls
+type testTable struct {
+	*Table
+	api     *fakeAPI
+	metrics *metrics.Metrics
+	clock   *testkit.Clock
 }
 
-func newTestManager(t *testing.T, cfg Config, api *fakeAPI) *testManager {
+// roomReturned is how many units of room leases gave back: the tests add
+// leases without reserving, so the room in use goes below zero by that.
+func (tm *testTable) roomReturned() int64 { return int64(-tm.Reserved()) }
+
+func newTestTable(t *testing.T, cfg Config, api *fakeAPI) *testTable {
 	t.Helper()
-	tm := &testManager{api: api, metrics: metrics.New(), clock: testkit.NewClock(t0)}
+	tm := &testTable{api: api, metrics: metrics.New(), clock: testkit.NewClock(t0)}
 	cfg.QueueURL = queueURL
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -101,8 +103,16 @@ func newTestManager(t *testing.T, cfg Config, api *fakeAPI) *testManager {
 	if cfg.Now == nil {
 		cfg.Now = tm.clock.Now
 	}
-	cfg.OnRemove = func() { tm.removals.Add(1) }
-	tm.Manager = New(cfg, api, zap.NewNop(), tm.metrics)
+	if cfg.InFlightLimit == 0 {
+		cfg.InFlightLimit = 1 << 20
+	}
+	tm.Table = New(cfg, api, zap.NewNop(), tm.metrics)
+	// The sender of visibility changes runs; the heartbeat does not: the
+	// tests run its rounds themselves, on the fake clock.
+	if err := tm.changes.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tm.changes.Stop(context.Background()) })
 	return tm
 }
 
@@ -148,7 +158,7 @@ func TestTick(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := newTestManager(t, Config{VisibilityTimeout: tt.visibility}, &fakeAPI{})
+			m := newTestTable(t, Config{VisibilityTimeout: tt.visibility}, &fakeAPI{})
 			if got := m.Tick(); got != tt.want {
 				t.Errorf("Tick() = %v; want %v", got, tt.want)
 			}
@@ -175,7 +185,7 @@ func TestHeartbeatExtendsDueLeases(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			api := &fakeAPI{}
-			m := newTestManager(t, Config{MaxConcurrentBatches: 2}, api)
+			m := newTestTable(t, Config{MaxConcurrentBatches: 2}, api)
 			due := received("due", tt.due, t0.Add(-15*time.Second))
 			notDue := received("fresh", tt.notDue, t0.Add(-5*time.Second))
 			m.Add(due...)
@@ -330,11 +340,11 @@ func TestHeartbeatFailures(t *testing.T) {
 				}
 				return out, nil
 			}}
-			m := newTestManager(t, Config{}, api)
+			m := newTestTable(t, Config{}, api)
 			m.Add(msgs...)
 			ctx, cancel := context.WithCancelCause(t.Context())
 			defer cancel(nil)
-			if !m.Start(victim, cancel) {
+			if !m.Begin(victim, cancel) {
 				t.Fatal("Start on a fresh lease = false")
 			}
 
@@ -352,7 +362,7 @@ func TestHeartbeatFailures(t *testing.T) {
 				if cause := context.Cause(ctx); !errors.Is(cause, ErrLeaseLost) {
 					t.Errorf("handler context cause = %v; want ErrLeaseLost", cause)
 				}
-				if m.Start(victim, func(error) {}) {
+				if m.Begin(victim, func(error) {}) {
 					t.Error("Start on a lost lease = true; want false")
 				}
 			} else if ctx.Err() != nil {
@@ -389,7 +399,7 @@ func TestHeartbeatExpiredLeaseIsLost(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			api := &fakeAPI{}
-			m := newTestManager(t, Config{}, api)
+			m := newTestTable(t, Config{}, api)
 			msg := received("m", 1, tt.received)[0]
 			m.Add(msg)
 			ctx, cancel := context.WithCancelCause(t.Context())
@@ -397,7 +407,7 @@ func TestHeartbeatExpiredLeaseIsLost(t *testing.T) {
 			// The handler started while the lease was held; the clock then
 			// reached t0.
 			m.clock.Set(tt.received)
-			if !m.Start(msg, cancel) {
+			if !m.Begin(msg, cancel) {
 				t.Fatal("Start refused a lease that was held")
 			}
 			m.clock.Set(t0)
@@ -459,7 +469,7 @@ func TestHeartbeatHardLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			api := &fakeAPI{}
-			m := newTestManager(t, tt.cfg, api)
+			m := newTestTable(t, tt.cfg, api)
 			msg := received("m", 1, t0.Add(-15*time.Second))[0]
 			msg.FirstReceivedAt = tt.firstReceived
 			m.Add(msg)
@@ -519,7 +529,7 @@ func TestExtension(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := newTestManager(t, Config{MaxExtension: 10 * time.Minute}, &fakeAPI{})
+			m := newTestTable(t, Config{MaxExtension: 10 * time.Minute}, &fakeAPI{})
 			for _, o := range tt.obs {
 				for range o.n {
 					m.ObserveDuration(o.d)
@@ -534,7 +544,7 @@ func TestExtension(t *testing.T) {
 
 func TestExtensionFollowsObservations(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{MaxExtension: 10 * time.Minute}, &fakeAPI{})
+	m := newTestTable(t, Config{MaxExtension: 10 * time.Minute}, &fakeAPI{})
 	for range 100 {
 		m.ObserveDuration(50 * time.Second)
 	}
@@ -578,7 +588,7 @@ func TestRelease(t *testing.T) {
 					return nil, tt.err
 				}
 			}
-			m := newTestManager(t, Config{}, api)
+			m := newTestTable(t, Config{}, api)
 			msgs := received("m", tt.n, t0)
 			m.Add(msgs...)
 
@@ -602,8 +612,8 @@ func TestRelease(t *testing.T) {
 			if got := m.Len(); got != 0 {
 				t.Errorf("Len() = %d; want 0", got)
 			}
-			if got := m.removals.Load(); got != int64(tt.n) {
-				t.Errorf("OnRemove called %d times; want %d", got, tt.n)
+			if got := m.roomReturned(); got != int64(tt.n) {
+				t.Errorf("room returned %d times; want %d", got, tt.n)
 			}
 			if got := toFloat64(m.metrics.MessagesReleased); got != float64(tt.n) {
 				t.Errorf("messages released = %v; want %d", got, tt.n)
@@ -614,8 +624,8 @@ func TestRelease(t *testing.T) {
 
 			// Releasing again frees no more room.
 			m.Release(t.Context(), msgs)
-			if got := m.removals.Load(); got != int64(tt.n) {
-				t.Errorf("OnRemove called %d times after a second Release; want %d", got, tt.n)
+			if got := m.roomReturned(); got != int64(tt.n) {
+				t.Errorf("room returned %d times after a second Release; want %d", got, tt.n)
 			}
 			m.Release(t.Context(), nil)
 		})
@@ -625,7 +635,7 @@ func TestRelease(t *testing.T) {
 func TestRetry(t *testing.T) {
 	t.Parallel()
 	api := &fakeAPI{}
-	m := newTestManager(t, Config{}, api)
+	m := newTestTable(t, Config{}, api)
 	msgs := received("m", 2, t0)
 	m.Add(msgs...)
 
@@ -641,8 +651,8 @@ func TestRetry(t *testing.T) {
 	if m.Alive(msgs[0]) || !m.Alive(msgs[1]) {
 		t.Errorf("Alive = %v, %v; want false, true", m.Alive(msgs[0]), m.Alive(msgs[1]))
 	}
-	if got := m.removals.Load(); got != 1 {
-		t.Errorf("OnRemove called %d times; want 1", got)
+	if got := m.roomReturned(); got != 1 {
+		t.Errorf("room returned %d times; want 1", got)
 	}
 	if got := toFloat64(m.metrics.MessagesRetried); got != 1 {
 		t.Errorf("messages retried = %v; want 1", got)
@@ -651,13 +661,13 @@ func TestRetry(t *testing.T) {
 
 func TestAddSameIDTwice(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{}, &fakeAPI{})
+	m := newTestTable(t, Config{}, &fakeAPI{})
 	old := &message.Message{ID: "dup", ReceiptHandle: "old", ReceivedAt: t0, FirstReceivedAt: t0}
 	redelivered := &message.Message{ID: "dup", ReceiptHandle: "new", ReceivedAt: t0.Add(time.Second), FirstReceivedAt: t0}
 	m.Add(old)
 	ctx, cancel := context.WithCancelCause(t.Context())
 	defer cancel(nil)
-	if !m.Start(old, cancel) {
+	if !m.Begin(old, cancel) {
 		t.Fatal("Start(old) = false")
 	}
 
@@ -672,23 +682,23 @@ func TestAddSameIDTwice(t *testing.T) {
 	if !m.Alive(redelivered) {
 		t.Error("new lease not alive")
 	}
-	if m.Start(old, func(error) {}) {
+	if m.Begin(old, func(error) {}) {
 		t.Error("Start(old) = true after the redelivery")
 	}
 	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
 		t.Errorf("leases lost = %v; want 1", got)
 	}
 	// The old lease's room is given back: one lease is held for two adds.
-	if got := m.removals.Load(); got != 1 {
-		t.Errorf("OnRemove called %d times; want 1", got)
+	if got := m.roomReturned(); got != 1 {
+		t.Errorf("room returned %d times; want 1", got)
 	}
 
 	m.Remove(old) // the old handler finishing must not drop the new lease
 	if !m.Alive(redelivered) || m.Len() != 1 {
 		t.Errorf("after Remove(old): Alive(new) = %v, Len = %d; want true, 1", m.Alive(redelivered), m.Len())
 	}
-	if got := m.removals.Load(); got != 1 {
-		t.Errorf("OnRemove called %d times after Remove(old); want 1", got)
+	if got := m.roomReturned(); got != 1 {
+		t.Errorf("room returned %d times after Remove(old); want 1", got)
 	}
 
 	m.Remove(redelivered)
@@ -696,8 +706,8 @@ func TestAddSameIDTwice(t *testing.T) {
 	if m.Len() != 0 {
 		t.Errorf("Len() = %d; want 0", m.Len())
 	}
-	if got := m.removals.Load(); got != 2 {
-		t.Errorf("OnRemove called %d times; want 2", got)
+	if got := m.roomReturned(); got != 2 {
+		t.Errorf("room returned %d times; want 2", got)
 	}
 }
 
@@ -705,13 +715,13 @@ func TestAddSameIDTwice(t *testing.T) {
 // the lease stays alive for its delete; Remove later does not give it twice.
 func TestHandledFreesRoomOnce(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{}, &fakeAPI{})
+	m := newTestTable(t, Config{}, &fakeAPI{})
 	msgs := received("m", 2, t0)
 	m.Add(msgs...)
 	m.Handled(msgs[0])
 	m.Handled(msgs[0])
-	if got := m.removals.Load(); got != 1 {
-		t.Errorf("OnRemove called %d times after Handled twice; want 1", got)
+	if got := m.roomReturned(); got != 1 {
+		t.Errorf("room returned %d times after Handled twice; want 1", got)
 	}
 	if !m.Alive(msgs[0]) || m.Len() != 2 {
 		t.Errorf("after Handled: Alive = %v, Len = %d; want true, 2 (the lease waits for its delete)", m.Alive(msgs[0]), m.Len())
@@ -719,8 +729,8 @@ func TestHandledFreesRoomOnce(t *testing.T) {
 	m.Remove(msgs[0])
 	m.Remove(msgs[1])
 	m.Handled(msgs[1]) // after Remove: harmless
-	if got := m.removals.Load(); got != 2 {
-		t.Errorf("OnRemove called %d times; want 2", got)
+	if got := m.roomReturned(); got != 2 {
+		t.Errorf("room returned %d times; want 2", got)
 	}
 	// A redelivery replacing a handled lease does not free its room again.
 	again := received("m", 1, t0.Add(time.Second))
@@ -728,31 +738,31 @@ func TestHandledFreesRoomOnce(t *testing.T) {
 	m.Handled(again[0])
 	redelivered := received("m", 1, t0.Add(2*time.Second))
 	m.Add(redelivered...)
-	if got := m.removals.Load(); got != 3 {
-		t.Errorf("OnRemove called %d times after a redelivery of a handled lease; want 3", got)
+	if got := m.roomReturned(); got != 3 {
+		t.Errorf("room returned %d times after a redelivery of a handled lease; want 3", got)
 	}
 }
 
 func TestStartUnknownLease(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{}, &fakeAPI{})
+	m := newTestTable(t, Config{}, &fakeAPI{})
 	msg := received("m", 1, t0)[0]
-	if m.Start(msg, func(error) {}) {
+	if m.Begin(msg, func(error) {}) {
 		t.Error("Start on a message never added = true")
 	}
 	if m.Alive(msg) {
 		t.Error("Alive on a message never added = true")
 	}
 	m.Remove(msg) // harmless
-	if got := m.removals.Load(); got != 0 {
-		t.Errorf("OnRemove called %d times; want 0", got)
+	if got := m.roomReturned(); got != 0 {
+		t.Errorf("room returned %d times; want 0", got)
 	}
 }
 
 func TestHeartbeatConcurrentWithTableChanges(t *testing.T) {
 	t.Parallel()
 	api := &fakeAPI{}
-	m := newTestManager(t, Config{MaxConcurrentBatches: 4}, api)
+	m := newTestTable(t, Config{MaxConcurrentBatches: 4}, api)
 	msgs := received("m", 200, t0.Add(-15*time.Second))
 	m.Add(msgs...)
 	var wg sync.WaitGroup
@@ -767,8 +777,8 @@ func TestHeartbeatConcurrentWithTableChanges(t *testing.T) {
 	if got := m.Len(); got != 50 {
 		t.Errorf("Len() = %d; want 50", got)
 	}
-	if got := m.removals.Load(); got != 150 {
-		t.Errorf("OnRemove called %d times; want 150", got)
+	if got := m.roomReturned(); got != 150 {
+		t.Errorf("room returned %d times; want 150", got)
 	}
 	for _, msg := range msgs[150:] {
 		if !m.Alive(msg) {
@@ -777,7 +787,7 @@ func TestHeartbeatConcurrentWithTableChanges(t *testing.T) {
 	}
 }
 
-func TestRunStopsOnCancel(t *testing.T) {
+func TestStartHeartbeatsUntilStop(t *testing.T) {
 	t.Parallel()
 	called := make(chan struct{})
 	var once sync.Once
@@ -787,31 +797,46 @@ func TestRunStopsOnCancel(t *testing.T) {
 	}}
 	// A 30ms visibility timeout ticks every 10ms; on the fake clock the
 	// lease has 15ms left, so the first round extends it.
-	m := newTestManager(t, Config{VisibilityTimeout: 30 * time.Millisecond}, api)
+	clock := testkit.NewClock(t0)
+	m := New(Config{QueueURL: queueURL, VisibilityTimeout: 30 * time.Millisecond, Now: clock.Now}, api, zap.NewNop(), metrics.New())
 	m.Add(received("m", 1, t0.Add(-15*time.Millisecond))...)
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := m.Start(t.Context()); err == nil {
+		t.Error("second Start = nil; want an error")
+	}
 	select {
 	case <-called:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Run sent no heartbeat")
+		t.Fatal("the heartbeat sent nothing")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v; want nil", err)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for i := range 2 { // stopping twice is harmless
+		if err := m.Stop(ctx); err != nil {
+			t.Errorf("Stop #%d = %v; want nil", i+1, err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
+func TestStopBeforeStartIsHarmless(t *testing.T) {
+	t.Parallel()
+	m := New(Config{QueueURL: queueURL, VisibilityTimeout: 30 * time.Second}, &fakeAPI{}, zap.NewNop(), metrics.New())
+	for i := range 2 {
+		if err := m.Stop(t.Context()); err != nil {
+			t.Errorf("Stop #%d before Start = %v; want nil", i+1, err)
+		}
+	}
+	if err := m.Start(t.Context()); err == nil {
+		t.Error("Start after Stop = nil; want an error")
 	}
 }
 
 func TestAliveEndsAtDeadline(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{MaxProcessingTime: 40 * time.Second}, &fakeAPI{})
+	m := newTestTable(t, Config{MaxProcessingTime: 40 * time.Second}, &fakeAPI{})
 	msg := received("m", 1, t0.Add(-15*time.Second))[0]
 	m.Add(msg)
 	m.Heartbeat(t.Context()) // extends to the hard limit: t0+25s
@@ -826,7 +851,7 @@ func TestAliveEndsAtDeadline(t *testing.T) {
 
 func TestExtensionBatchesCountsHeartbeatsOnly(t *testing.T) {
 	t.Parallel()
-	m := newTestManager(t, Config{}, &fakeAPI{})
+	m := newTestTable(t, Config{}, &fakeAPI{})
 	msgs := received("m", 21, t0)
 	m.Add(msgs...)
 	m.Release(t.Context(), msgs[:20])
@@ -841,7 +866,7 @@ func TestExtensionBatchesCountsHeartbeatsOnly(t *testing.T) {
 func TestRetriesShareBatches(t *testing.T) {
 	t.Parallel()
 	api := &fakeAPI{}
-	m := newTestManager(t, Config{}, api)
+	m := newTestTable(t, Config{}, api)
 	msgs := received("r", 25, t0)
 	m.Add(msgs...)
 	var wg sync.WaitGroup
@@ -887,7 +912,7 @@ func TestRefusedHandledLeaseIsNotCountedLost(t *testing.T) {
 		}
 		return out, nil
 	}}
-	m := newTestManager(t, Config{}, api)
+	m := newTestTable(t, Config{}, api)
 	msgs := received("m", 2, t0.Add(-15*time.Second))
 	m.Add(msgs...)
 	m.Handled(msgs[0])

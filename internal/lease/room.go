@@ -1,14 +1,14 @@
-package fetch
+package lease
 
 import (
 	"context"
 	"sync"
 )
 
-// Limiter is the in-flight limit: room for leases, taken before a receive
+// room is the in-flight limit: room for leases, taken before a receive
 // and given back when a lease ends. Fetching only what there is room for
 // means the worker never holds more leases than it can keep alive.
-type Limiter struct {
+type room struct {
 	mu    sync.Mutex
 	free  int
 	limit int
@@ -18,15 +18,15 @@ type Limiter struct {
 	waiting bool
 }
 
-// NewLimiter returns a Limiter with room for limit leases.
-func NewLimiter(limit int) *Limiter {
-	return &Limiter{free: limit, limit: limit, wake: make(chan struct{})}
+// newRoom returns a room with room for limit leases.
+func newRoom(limit int) *room {
+	return &room{free: limit, limit: limit, wake: make(chan struct{})}
 }
 
 // Acquire waits until want units are free (want is capped at the limit),
 // takes them, and returns how many it took. It returns ctx's error if ctx
 // is done first.
-func (l *Limiter) Acquire(ctx context.Context, want int) (int, error) {
+func (l *room) Acquire(ctx context.Context, want int) (int, error) {
 	want = min(want, l.limit)
 	for {
 		l.mu.Lock()
@@ -47,7 +47,7 @@ func (l *Limiter) Acquire(ctx context.Context, want int) (int, error) {
 }
 
 // Release gives back n units.
-func (l *Limiter) Release(n int) {
+func (l *room) Release(n int) {
 	if n <= 0 {
 		return
 	}
@@ -62,7 +62,7 @@ func (l *Limiter) Release(n int) {
 }
 
 // InUse is the number of units taken.
-func (l *Limiter) InUse() int {
+func (l *room) InUse() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.limit - l.free

@@ -1,4 +1,4 @@
-package fetch
+package lease
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func TestLimiterAcquire(t *testing.T) {
+func TestRoomAcquire(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -25,7 +25,7 @@ func TestLimiterAcquire(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := NewLimiter(tt.limit)
+			l := newRoom(tt.limit)
 			for i, w := range tt.want {
 				got, err := l.Acquire(t.Context(), w)
 				if err != nil || got != tt.wantGot[i] {
@@ -39,9 +39,9 @@ func TestLimiterAcquire(t *testing.T) {
 	}
 }
 
-func TestLimiterAcquireWaitsForRoom(t *testing.T) {
+func TestRoomAcquireWaitsForRoom(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(10)
+	l := newRoom(10)
 	if _, err := l.Acquire(t.Context(), 8); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestLimiterAcquireWaitsForRoom(t *testing.T) {
 	}
 }
 
-func TestLimiterAcquireCancelled(t *testing.T) {
+func TestRoomAcquireCancelled(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
@@ -93,7 +93,7 @@ func TestLimiterAcquireCancelled(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := NewLimiter(3)
+			l := newRoom(3)
 			if _, err := l.Acquire(t.Context(), 3); err != nil {
 				t.Fatal(err)
 			}
@@ -124,10 +124,10 @@ func TestLimiterAcquireCancelled(t *testing.T) {
 	}
 }
 
-func TestLimiterConcurrent(t *testing.T) {
+func TestRoomConcurrent(t *testing.T) {
 	t.Parallel()
 	const limit = 10
-	l := NewLimiter(limit)
+	l := newRoom(limit)
 	var held atomic.Int64
 	var over atomic.Bool
 	var wg sync.WaitGroup

@@ -100,7 +100,7 @@ func New() *Metrics {
 		}),
 		ExtensionSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_visibility_extension_seconds",
-			Help: "What the heartbeat extends a lease by now: the p99 handler time within --visibility-timeout ... --max-extension.",
+			Help: "What the heartbeat extends a lease by now: the p99 handler time, within the visibility timeout asked on receive and the longest extension allowed.",
 		}),
 		HeartbeatRounds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sqsworker_heartbeat_rounds_total",

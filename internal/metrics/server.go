@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sqsworker/sqsworker/internal/startstop"
 )
 
 // Health answers /readyz: the worker is ready while its last receive
@@ -44,8 +46,11 @@ func (h *Health) Ready() (bool, string) {
 // Server serves /metrics, /healthz and /readyz, and /debug/pprof/ when
 // asked to.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	startstop.Lifecycle
+	srv    *http.Server
+	ln     net.Listener
+	failed chan struct{} // closed when serving failed; err says why
+	err    error
 }
 
 // Listen binds addr now, so that a taken port is an error at start-up
@@ -53,7 +58,7 @@ type Server struct {
 func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s (--metrics-addr): %w", addr, err)
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
@@ -74,26 +79,60 @@ func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, failed: make(chan struct{})}, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Run serves until ctx is done, then shuts down gracefully.
-func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
+// Start serves in the background until Stop.
+func (s *Server) Start(context.Context) error {
+	if err := s.BeginStart(); err != nil {
+		return err
+	}
+	go func() {
+		defer s.Stopped()
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.err = fmt.Errorf("metrics server: %w", err)
+			close(s.failed)
+		}
+	}()
+	return nil
+}
+
+// Failed is closed when serving failed; Err says why.
+func (s *Server) Failed() <-chan struct{} { return s.failed }
+
+// Err is why serving failed, nil if it did not.
+func (s *Server) Err() error {
 	select {
-	case err := <-errc:
-		return fmt.Errorf("metrics server: %w", err)
-	case <-ctx.Done():
+	case <-s.failed:
+		return s.err
+	default:
+		return nil
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// Stop shuts the server down gracefully, for at most shutdownTimeout or
+// until ctx is done. Stopping twice, or before Start (which closes the
+// listener), is harmless.
+func (s *Server) Stop(ctx context.Context) error {
+	first, running := s.BeginStop()
+	if !running {
+		if first {
+			return s.ln.Close()
+		}
+		return nil
+	}
+	if !first {
+		return s.Wait(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
-	err := s.srv.Shutdown(shutdownCtx)
-	if serveErr := <-errc; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
+	err := s.srv.Shutdown(ctx)
+	<-s.Done()
 	return err
 }
+
+// shutdownTimeout bounds how long Stop waits for scrapes in progress.
+const shutdownTimeout = 5 * time.Second

@@ -30,20 +30,21 @@ func startServerWith(t *testing.T, m *Metrics, h *Health, withPprof bool) (base 
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	transport := &http.Transport{DisableKeepAlives: true}
 	client = &http.Client{Transport: transport, Timeout: 10 * time.Second}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v; want nil after a graceful stop", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := range 2 { // a second Stop is harmless
+			if err := srv.Stop(ctx); err != nil {
+				t.Errorf("Stop #%d = %v; want nil after a graceful stop", i+1, err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after its context was cancelled")
+		}
+		if err := srv.Err(); err != nil {
+			t.Errorf("Err = %v; want nil", err)
 		}
 		transport.CloseIdleConnections()
 	})
@@ -178,9 +179,28 @@ func TestListenAddressInUse(t *testing.T) {
 		srv.ln.Close()
 		t.Fatal("Listen on a taken address succeeded")
 	}
-	if !strings.Contains(err.Error(), "--metrics-addr") || !strings.Contains(err.Error(), ln.Addr().String()) {
-		t.Errorf("Listen = %q; want it to name --metrics-addr and the address", err)
+	if !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("Listen = %q; want it to name the address", err)
 	}
+}
+
+func TestStopBeforeStartClosesTheListener(t *testing.T) {
+	t.Parallel()
+	srv, err := Listen("127.0.0.1:0", New(), NewHealth(time.Minute), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr()
+	for i := range 2 {
+		if err := srv.Stop(t.Context()); err != nil {
+			t.Errorf("Stop #%d before Start = %v; want nil", i+1, err)
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the address is still taken after Stop: %v", err)
+	}
+	ln.Close()
 }
 
 func TestPprofOnlyWhenAsked(t *testing.T) {

@@ -20,11 +20,13 @@ import (
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
+	"github.com/sqsworker/sqsworker/internal/startstop"
 )
 
 // Leases is what the pool needs from the lease table.
 type Leases interface {
-	Start(msg *message.Message, cancel context.CancelCauseFunc) bool
+	Begin(msg *message.Message, cancel context.CancelCauseFunc) bool
 	Alive(msg *message.Message) bool
 	Remove(msg *message.Message)
 	Handled(msg *message.Message)
@@ -50,16 +52,27 @@ type Config struct {
 	// before it is visible again; it doubles with each receive.
 	RetryBackoffMin, RetryBackoffMax time.Duration
 	// ChangeTimeout bounds the visibility changes that end a lease.
-	// Defaults to 15s.
+	// Defaults to DefaultChangeTimeout.
 	ChangeTimeout time.Duration
 	// MaxReceiveCount is the queue's redrive policy's (0: no DLQ). A
 	// message that fails on its last receive is made visible at once, so
 	// that SQS moves it to the DLQ without waiting out a retry delay.
 	MaxReceiveCount int
 	// HangGrace is how long a cancelled handler may take to return before
-	// its message is settled without it. Defaults to 5s.
+	// its message is settled without it. Defaults to DefaultHangGrace.
 	HangGrace time.Duration
+	// CancelGrace is how long a forced Stop waits for the handlers it
+	// cancelled before it releases their messages without them. Defaults
+	// to DefaultCancelGrace.
+	CancelGrace time.Duration
 }
+
+// Defaults for Config.
+const (
+	DefaultChangeTimeout = 15 * time.Second
+	DefaultHangGrace     = 5 * time.Second
+	DefaultCancelGrace   = time.Second
+)
 
 var (
 	errHandlerTimeout = errors.New("handler timeout")
@@ -69,7 +82,10 @@ var (
 
 // Pool dispatches messages to handlers.
 type Pool struct {
+	startstop.Lifecycle
 	cfg     Config
+	in      <-chan *message.Message
+	cancel  context.CancelFunc // cancels every handler: a forced Stop
 	handler handler.Handler
 	leases  Leases
 	acker   Acker
@@ -99,16 +115,19 @@ type group struct {
 	failedAt time.Time
 }
 
-// New creates a Pool.
-func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Logger, m *metrics.Metrics) *Pool {
+// New creates a Pool that runs h over the messages from in.
+func New(cfg Config, h handler.Handler, leases Leases, acker Acker, in <-chan *message.Message, log *zap.Logger, m *metrics.Metrics) *Pool {
 	if cfg.ChangeTimeout <= 0 {
-		cfg.ChangeTimeout = 15 * time.Second
+		cfg.ChangeTimeout = DefaultChangeTimeout
 	}
 	if cfg.HangGrace <= 0 {
-		cfg.HangGrace = 5 * time.Second
+		cfg.HangGrace = DefaultHangGrace
+	}
+	if cfg.CancelGrace <= 0 {
+		cfg.CancelGrace = DefaultCancelGrace
 	}
 	return &Pool{
-		cfg: cfg, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
+		cfg: cfg, in: in, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
 		// Our own slots decide when a message is handed over, so pond's
 		// queue (unbounded by default) never holds a message we could
 		// not release at shutdown.
@@ -120,20 +139,60 @@ func New(cfg Config, h handler.Handler, leases Leases, acker Acker, log *zap.Log
 	}
 }
 
-// Drain stops starting handlers: buffered messages, and those that arrive
-// from now on, are released at once. Running handlers go on. Draining
-// twice is harmless.
-func (p *Pool) Drain() {
+// Start dispatches the messages from in to handlers until in is closed;
+// then, once every handler has returned, the pool has stopped (Done). ctx
+// is the parent of every handler's context: cancelling it is a forced
+// stop, whose messages are released rather than retried.
+func (p *Pool) Start(ctx context.Context) error {
+	if err := p.BeginStart(); err != nil {
+		return err
+	}
+	workCtx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	go func() {
+		defer p.Stopped()
+		defer cancel()
+		p.run(workCtx, p.in)
+	}()
+	return nil
+}
+
+// Stop starts no more handlers: buffered messages, and those that arrive
+// until in is closed, are released at once, while running handlers go
+// on. It returns once in is closed and every handler has returned, or,
+// when ctx is done first, cancels the handlers, gives them CancelGrace to
+// return, releases the messages of those that did not, and returns ctx's
+// error. Stopping twice, or before Start, is harmless.
+func (p *Pool) Stop(ctx context.Context) error {
 	p.drainOne.Do(func() {
 		p.draining.Store(true)
 		close(p.drain)
 	})
+	if _, running := p.BeginStop(); !running {
+		return nil
+	}
+	if p.Wait(ctx) == nil {
+		return nil
+	}
+	p.cancel()
+	grace := time.NewTimer(p.cfg.CancelGrace)
+	defer grace.Stop()
+	select {
+	case <-p.Done():
+	case <-grace.C:
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.CancelGrace)
+		defer cancel()
+		if n := p.abandonRunning(rctx); n > 0 {
+			p.log.Error("handlers ignored their cancellation; released their messages, going on without them", zap.Int("handlers", n))
+		}
+	}
+	return ctx.Err()
 }
 
-// Run dispatches messages from in until in is closed, then waits for every
+// run dispatches messages from in until in is closed, then waits for every
 // handler to finish. workCtx cancels running handlers (forced shutdown);
 // their messages are released rather than retried.
-func (p *Pool) Run(workCtx context.Context, in <-chan *message.Message) {
+func (p *Pool) run(workCtx context.Context, in <-chan *message.Message) {
 	defer p.pond.StopAndWait()
 	for msg := range in {
 		p.metrics.MessagesBuffered.Set(float64(len(in)))
@@ -276,7 +335,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	}
 	ctx, cancel := context.WithCancelCause(workCtx)
 	defer cancel(nil)
-	if !p.leases.Start(msg, cancel) {
+	if !p.leases.Begin(msg, cancel) {
 		p.lost(msg, "lease lost while the message waited for a handler")
 		return false
 	}
@@ -339,7 +398,7 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 	if !asked {
 		delay = backoff.Exponential(msg.ReceiveCount, p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
 	}
-	delay = min(delay, 12*time.Hour-time.Since(msg.FirstReceivedAt))
+	delay = min(delay, sqsapi.MaxVisibility-time.Since(msg.FirstReceivedAt))
 	last := p.cfg.MaxReceiveCount > 0 && msg.ReceiveCount >= p.cfg.MaxReceiveCount
 	if last {
 		delay = 0

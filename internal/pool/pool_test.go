@@ -52,7 +52,7 @@ func newFakeLeases() *fakeLeases {
 	return &fakeLeases{dead: map[*message.Message]bool{}, noStart: map[*message.Message]bool{}}
 }
 
-func (l *fakeLeases) Start(msg *message.Message, _ context.CancelCauseFunc) bool {
+func (l *fakeLeases) Begin(msg *message.Message, _ context.CancelCauseFunc) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.noStart[msg] {
@@ -150,6 +150,8 @@ func (a *fakeAcker) all() []*message.Message {
 
 type testPool struct {
 	*Pool
+	cfg     Config
+	handler handler.Handler
 	leases  *fakeLeases
 	acker   *fakeAcker
 	metrics *metrics.Metrics
@@ -162,20 +164,23 @@ func newTestPool(cfg Config, h handler.Handler) *testPool {
 	if cfg.RetryBackoffMin == 0 {
 		cfg.RetryBackoffMin, cfg.RetryBackoffMax = time.Second, 15*time.Minute
 	}
-	tp := &testPool{leases: newFakeLeases(), acker: &fakeAcker{}, metrics: metrics.New()}
-	tp.Pool = New(cfg, h, tp.leases, tp.acker, zap.NewNop(), tp.metrics)
-	return tp
+	return &testPool{cfg: cfg, handler: h, leases: newFakeLeases(), acker: &fakeAcker{}, metrics: metrics.New()}
 }
 
-// start runs the pool over in; the returned channel is closed when Run
-// returns.
+// start runs the pool over in, with ctx the parent of the handlers'
+// contexts; the returned channel is closed when in is closed and every
+// handler has returned.
 func (tp *testPool) start(ctx context.Context, in <-chan *message.Message) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		tp.Run(ctx, in)
-		close(done)
-	}()
-	return done
+	tp.Pool = New(tp.cfg, tp.handler, tp.leases, tp.acker, in, zap.NewNop(), tp.metrics)
+	if err := tp.Start(ctx); err != nil {
+		panic(err)
+	}
+	return tp.Done()
+}
+
+// stopAsync begins a graceful Stop without waiting for it.
+func (tp *testPool) stopAsync() {
+	go func() { _ = tp.Stop(context.Background()) }()
 }
 
 func (tp *testPool) outcome(o string) float64 {
@@ -433,11 +438,11 @@ func TestPoolAbandonRunning(t *testing.T) {
 	done := tp.start(workCtx, feed(newMessage("hang", 1)))
 	<-started
 	cancelWork()
-	if n := tp.AbandonRunning(context.Background()); n != 1 {
-		t.Errorf("AbandonRunning = %d; want 1", n)
+	if n := tp.abandonRunning(context.Background()); n != 1 {
+		t.Errorf("abandonRunning = %d; want 1", n)
 	}
-	if n := tp.AbandonRunning(context.Background()); n != 0 {
-		t.Errorf("second AbandonRunning = %d; want 0", n)
+	if n := tp.abandonRunning(context.Background()); n != 0 {
+		t.Errorf("second abandonRunning = %d; want 0", n)
 	}
 	if got := len(tp.leases.snapshot().released); got != 1 {
 		t.Errorf("released %d messages; want 1", got)
@@ -511,8 +516,8 @@ func TestPoolDrain(t *testing.T) {
 	for _, m := range buffered {
 		in <- m
 	}
-	tp.Drain()
-	tp.Drain() // harmless
+	tp.stopAsync()
+	tp.stopAsync() // harmless
 	late := newMessage("late", 1)
 	in <- late
 	close(in)
@@ -739,4 +744,49 @@ func ids(msgs []*message.Message) []string {
 		out[i] = m.ID
 	}
 	return out
+}
+
+func TestPoolStopBeforeStartAndTwice(t *testing.T) {
+	t.Parallel()
+	tp := newTestPool(Config{}, handler.Func(func(context.Context, *message.Message) error { return nil }))
+	tp.Pool = New(tp.cfg, tp.handler, tp.leases, tp.acker, feed(), zap.NewNop(), tp.metrics)
+	for i := range 2 {
+		if err := tp.Stop(t.Context()); err != nil {
+			t.Errorf("Stop #%d before Start = %v; want nil", i+1, err)
+		}
+	}
+	if err := tp.Start(t.Context()); err == nil {
+		t.Error("Start after Stop = nil; want an error")
+	}
+}
+
+// TestPoolForcedStop: a Stop whose context ends cancels the running
+// handlers; their messages are released, not retried or deleted.
+func TestPoolForcedStop(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	tp := newTestPool(Config{Concurrency: 1, CancelGrace: time.Second}, handler.Func(func(ctx context.Context, _ *message.Message) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	in := make(chan *message.Message, 1)
+	in <- newMessage("running", 1)
+	tp.start(context.Background(), in)
+	<-started
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := tp.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("forced Stop = %v; want context.Canceled", err)
+	}
+	close(in)
+	for i := range 2 { // later Stops wait for the same end
+		if err := tp.Stop(t.Context()); err != nil {
+			t.Errorf("Stop #%d after the forced one = %v; want nil", i+2, err)
+		}
+	}
+	log := tp.leases.snapshot()
+	if len(log.released) != 1 || len(log.retries) != 0 || len(tp.acker.all()) != 0 {
+		t.Errorf("released %d, retried %d, deleted %d; want 1, 0, 0", len(log.released), len(log.retries), len(tp.acker.all()))
+	}
 }

@@ -58,10 +58,10 @@ func (p *Pool) returned(w *handlerWatch) bool {
 	return w.state.CompareAndSwap(watchRunning, watchReturned)
 }
 
-// AbandonRunning releases, in batches, the messages of every handler still
-// running after a forced shutdown cancelled them: the process is about to
-// exit without waiting for them. Their slots count as hung.
-func (p *Pool) AbandonRunning(ctx context.Context) int {
+// abandonRunning releases, in batches, the messages of every handler still
+// running after a forced stop cancelled them: the process goes on without
+// waiting for them. Their slots count as hung.
+func (p *Pool) abandonRunning(ctx context.Context) int {
 	var msgs []*message.Message
 	p.runMu.Lock()
 	for w := range p.running {

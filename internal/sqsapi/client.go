@@ -57,7 +57,7 @@ func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 		// A local endpoint needs some region to sign with; AWS needs the
 		// real one, which the user must give.
 		if opts.EndpointURL == "" || !isLoopback(opts.EndpointURL) {
-			return nil, errors.New("no AWS region: set AWS_REGION or --region")
+			return nil, errors.New("no AWS region: set AWS_REGION, or the Region option")
 		}
 		cfg.Region = "us-east-1"
 	}

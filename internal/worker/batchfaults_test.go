@@ -188,7 +188,7 @@ func TestBatchFaultsLoseNothing(t *testing.T) {
 	cfg.VisibilityTimeout = 2 * time.Second
 	cfg.RetryBackoffMin, cfg.RetryBackoffMax = 100*time.Millisecond, 100*time.Millisecond
 	cfg.EndpointURL, cfg.MetricsAddr = server.Endpoint, "127.0.0.1:0"
-	if err := cfg.ValidateWithHandler(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	r := startWith(t, cfg, h, WithAPIWrapper(func(api API) API { faulty = newFaultyAPI(api); return faulty }))

@@ -1,15 +1,15 @@
-// Package worker wires the pipeline — fetch, pool, visibility, ack,
-// metrics — for one queue, and runs it until a signal with the graceful
-// shutdown of DESIGN.md. cmd/worker and the benchmark both run it.
+// Package worker wires the pipeline — fetch, pool, lease table, ack,
+// metrics — for one queue, runs it, and shuts it down in order, gracefully
+// or forced. cmd/worker, the tools and the benchmark all run it.
 package worker
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,34 +21,44 @@ import (
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/fetch"
 	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/lease"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/pool"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
-	"github.com/sqsworker/sqsworker/internal/visibility"
+	"github.com/sqsworker/sqsworker/internal/startstop"
 )
 
-// Worker is the wired pipeline for one queue.
+// Worker is the wired pipeline for one queue. New wires it, Start runs
+// it, Stop or StopAndCancel end it; it also stops on its own when it
+// cannot go on (Done closes, Err says why).
 type Worker struct {
 	cfg      config.Config
 	log      *zap.Logger
 	metrics  *metrics.Metrics
 	health   *metrics.Health
 	server   *metrics.Server
-	leases   *visibility.Manager
+	leases   *lease.Table
 	deleter  *ack.Deleter
 	fetcher  *fetch.Fetcher
 	pool     *pool.Pool
 	buffered chan *message.Message
 	// maxReceiveCount is the queue's redrive policy's, 0 without a DLQ.
 	maxReceiveCount int
+
+	life      startstop.Lifecycle
+	stopping  chan struct{} // closed by the first Stop or StopAndCancel
+	forcing   chan struct{} // closed by StopAndCancel
+	stopOnce  sync.Once
+	forceOnce sync.Once
+	err       error // why it stopped; set before life is Stopped
 }
 
 // API is every SQS call the pipeline makes; *sqs.Client implements it.
 type API interface {
 	fetch.API
 	ack.API
-	visibility.API
+	lease.API
 	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
@@ -66,19 +76,18 @@ func WithAPIWrapper(wrap func(API) API) Option {
 	return func(o *options) { o.wrapAPI = wrap }
 }
 
-// New checks that the queue exists and the endpoint answers, opens the
-// metrics listener, and wires the pipeline around h. Nothing runs until Run.
+// New checks the config, checks that the queue exists and the endpoint
+// answers, opens the metrics listener, and wires the pipeline around h.
+// Nothing runs until Start.
 func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Logger, opts ...Option) (*Worker, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	// Validate normalizes (a Prefetch of -1 becomes Concurrency); for
-	// callers that embed the worker it is also the first check.
-	if err := cfg.ValidateWithHandler(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: log, metrics: metrics.New()}
+	w := &Worker{cfg: cfg, log: log, metrics: metrics.New(), stopping: make(chan struct{}), forcing: make(chan struct{})}
 	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
 	sdk, err := sqsapi.New(ctx, sqsapi.Options{
 		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics,
@@ -95,16 +104,14 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	}
 	if cfg.MetricsAddr != "" {
 		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health, cfg.Pprof); err != nil {
-			return nil, err
+			return nil, &config.FieldError{Field: "MetricsAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
 		}
 	}
 
 	limit := cfg.InFlightLimit()
-	limiter := fetch.NewLimiter(limit)
-	w.leases = visibility.New(visibility.Config{
-		QueueURL: cfg.QueueURL, VisibilityTimeout: cfg.VisibilityTimeout,
+	w.leases = lease.New(lease.Config{
+		QueueURL: cfg.QueueURL, InFlightLimit: limit, VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxExtension: cfg.MaxExtension, MaxProcessingTime: cfg.MaxProcessingTime,
-		OnRemove: func() { limiter.Release(1) },
 	}, client, log, w.metrics)
 	w.deleter = ack.New(ack.Config{QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval},
 		client, w.leases, log, w.metrics)
@@ -112,12 +119,13 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	w.fetcher = fetch.New(fetch.Config{
 		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers,
 		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
-	}, client, w.leases, limiter, w.health, w.buffered, log, w.metrics)
+	}, client, w.leases, w.health, w.buffered, log, w.metrics)
+	reserve := shutdownReserve(cfg.ShutdownTimeout)
 	w.pool = pool.New(pool.Config{
 		Concurrency: cfg.Concurrency, FIFO: cfg.FIFO(), HandlerTimeout: cfg.HandlerTimeout,
 		RetryBackoffMin: cfg.RetryBackoffMin, RetryBackoffMax: cfg.RetryBackoffMax,
-		MaxReceiveCount: w.maxReceiveCount,
-	}, h, w.leases, w.deleter, log, w.metrics)
+		MaxReceiveCount: w.maxReceiveCount, CancelGrace: reserve / 2,
+	}, h, w.leases, w.deleter, w.buffered, log, w.metrics)
 	return w, nil
 }
 
@@ -171,24 +179,13 @@ func maxReceiveCount(policy string) int {
 
 func explainQueueError(err error, queue, where string) error {
 	if sqsapi.IsQueueMissing(err) {
-		return fmt.Errorf("queue %s does not exist at %s: create it (or check --queue-url/--queue, --region, --endpoint-url)", queue, where)
+		return fmt.Errorf("queue %s does not exist at %s: create it (or check the queue URL or name, the region and the endpoint)", queue, where)
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial tcp") {
 		msg = msg[i+2:]
 	}
-	return fmt.Errorf("cannot reach %s to look up queue %s: %s (check --endpoint-url, AWS_ENDPOINT_URL_SQS, credentials and network)", where, queue, msg)
-}
-
-// Serve builds a worker and runs it until a signal, then shuts down in DESIGN.md's
-// order: stop receives, release the buffer, let handlers finish within the
-// shutdown timeout while heartbeats go on, flush deletes, stop heartbeats.
-func Serve(cfg config.Config, h handler.Handler, log *zap.Logger, signals <-chan os.Signal) error {
-	w, err := New(context.Background(), cfg, h, log)
-	if err != nil {
-		return err
-	}
-	return w.Run(signals)
+	return fmt.Errorf("cannot reach %s to look up queue %s: %s (check the endpoint, AWS_ENDPOINT_URL_SQS, credentials and network)", where, queue, msg)
 }
 
 // Config is the configuration the worker runs with, QueueURL resolved.
@@ -205,130 +202,144 @@ func (w *Worker) MetricsAddr() string {
 	return w.server.Addr()
 }
 
-// Run runs the pipeline until a signal arrives on signals (or receiving
-// fails for good), then shuts down; a second signal forces the shutdown.
-// Run may be called once.
-func (w *Worker) Run(signals <-chan os.Signal) error {
-	cfg, log := w.cfg, w.log
-
-	bg := context.Background()
-	heartbeatCtx, stopHeartbeats := context.WithCancel(bg)
-	fetchCtx, stopFetching := context.WithCancel(bg)
-	workCtx, cancelWork := context.WithCancel(bg)
-	defer stopHeartbeats()
-	defer stopFetching()
-	defer cancelWork()
-
-	heartbeatDone := make(chan struct{})
-	go func() { _ = w.leases.Run(heartbeatCtx); close(heartbeatDone) }()
-	w.deleter.Start()
-	serverCtx, stopServer := context.WithCancel(bg)
-	var serverDone chan error // nil, so never ready, without a server
+// Start runs the pipeline in the background until Stop or StopAndCancel,
+// or until it cannot go on (the queue is gone, the metrics server failed).
+func (w *Worker) Start(ctx context.Context) error {
+	if err := w.life.BeginStart(); err != nil {
+		return err
+	}
+	// Receivers before senders: what a part hands on has somewhere to go.
+	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.pool.Start}
 	if w.server != nil {
-		serverDone = make(chan error, 1)
-		go func() { serverDone <- w.server.Run(serverCtx) }()
+		starts = append(starts, w.server.Start)
 	}
-	fetchDone := make(chan error, 1)
-	go func() { fetchDone <- w.fetcher.Run(fetchCtx) }()
-	poolDone := make(chan struct{})
-	go func() { w.pool.Run(workCtx, w.buffered); close(poolDone) }()
-
-	log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
-		zap.Int("fetchers", cfg.Fetchers), zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
-		zap.String("metrics_addr", w.MetricsAddr()))
-
-	var runErr error
-	select {
-	case sig := <-signals:
-		log.Info("shutting down: no new receives; releasing buffered messages; waiting for running handlers",
-			zap.String("signal", sig.String()), zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
-	case err := <-fetchDone:
-		runErr = err
-		fetchDone <- err
-		log.Error("stopping: cannot receive", zap.Error(err))
-	case err := <-serverDone:
-		runErr = err
-		serverDone <- err
-		log.Error("stopping: metrics server failed", zap.Error(err))
-	}
-
-	// One deadline for the whole shutdown: handlers get all of it but a
-	// reserve, in which a forced stop cancels them, releases the messages
-	// of those that ignore it, and the last deletes are flushed.
-	hardline := time.Now().Add(cfg.ShutdownTimeout)
-	reserve := shutdownReserve(cfg.ShutdownTimeout)
-	stopFetching()
-	w.pool.Drain()
-	handlersDeadline := time.NewTimer(cfg.ShutdownTimeout - reserve)
-	defer handlersDeadline.Stop()
-	select {
-	case <-poolDone:
-	case <-handlersDeadline.C:
-		log.Warn("shutdown timeout: cancelling running handlers; their messages are released")
-		w.forceStop(cancelWork, poolDone, reserve/2)
-	case sig := <-signals:
-		log.Warn("second signal: cancelling running handlers; their messages are released", zap.String("signal", sig.String()))
-		w.forceStop(cancelWork, poolDone, reserve/2)
-	}
-	cancelWork()
-
-	// The final flush runs on a context no signal cancels, until the
-	// deadline but for at least a moment; heartbeats go on meanwhile so
-	// leases stay valid.
-	flushCtx, cancelFlush := context.WithDeadline(bg, later(hardline, time.Now().Add(2*time.Second)))
-	if err := w.deleter.Stop(flushCtx); err != nil {
-		log.Error("final delete flush incomplete; those messages will be redelivered", zap.Error(err))
-	}
-	cancelFlush()
-	stopHeartbeats()
-	<-heartbeatDone
-	stopServer()
-	if w.server != nil {
-		if err := <-serverDone; err != nil {
-			log.Warn("metrics server did not stop cleanly", zap.Error(err))
+	starts = append(starts, w.fetcher.Start)
+	for _, start := range starts {
+		if err := start(context.WithoutCancel(ctx)); err != nil {
+			return err
 		}
 	}
-	// Long polls already waiting are let return (what they bring is
-	// released) until the deadline; past it they are cancelled.
-	pollsDeadline := time.NewTimer(time.Until(hardline))
-	defer pollsDeadline.Stop()
-	var fetchErr error
-	select {
-	case fetchErr = <-fetchDone:
-	case <-pollsDeadline.C:
-		w.fetcher.Abort()
-		fetchErr = <-fetchDone
+	cfg := w.cfg
+	w.log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
+		zap.Int("fetchers", cfg.Fetchers), zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
+		zap.String("metrics_addr", w.MetricsAddr()))
+	go w.supervise()
+	return nil
+}
+
+// Stop shuts down gracefully, within the shutdown timeout: no new
+// receives (polls already waiting are let return, and what they bring is
+// released), buffered messages released, running handlers let finish,
+// the last deletes flushed. It waits for the end, or for ctx to be done
+// (the shutdown goes on). Stopping twice, or before Start, is harmless.
+func (w *Worker) Stop(ctx context.Context) error {
+	if _, running := w.life.BeginStop(); !running {
+		return nil
 	}
-	if fetchErr != nil && runErr == nil {
-		runErr = fetchErr
+	w.stopOnce.Do(func() { close(w.stopping) })
+	return w.life.Wait(ctx)
+}
+
+// StopAndCancel is Stop that cancels running handlers at once and
+// releases their messages rather than wait for them.
+func (w *Worker) StopAndCancel(ctx context.Context) error {
+	w.forceOnce.Do(func() { close(w.forcing) })
+	return w.Stop(ctx)
+}
+
+// Done is closed once the worker has stopped, by Stop or on its own.
+func (w *Worker) Done() <-chan struct{} { return w.life.Done() }
+
+// Err is why the worker stopped on its own, nil after a Stop.
+func (w *Worker) Err() error {
+	select {
+	case <-w.life.Done():
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// supervise waits for a stop, or a part that cannot go on, then shuts
+// down.
+func (w *Worker) supervise() {
+	var serverFailed <-chan struct{} // nil, so never ready, without a server
+	if w.server != nil {
+		serverFailed = w.server.Failed()
+	}
+	select {
+	case <-w.stopping:
+		w.log.Info("shutting down: no new receives; releasing buffered messages; waiting for running handlers",
+			zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+	case <-w.fetcher.Failed():
+		w.err = w.fetcher.Err()
+		w.log.Error("stopping: cannot receive", zap.Error(w.err))
+	case <-serverFailed:
+		w.err = w.server.Err()
+		w.log.Error("stopping: metrics server failed", zap.Error(w.err))
+	}
+	w.shutdown()
+	w.life.Stopped()
+}
+
+// shutdown stops the parts in order, within one deadline. Senders stop
+// before receivers: the fetchers first (polls already waiting are let
+// return until the deadline, never cancelled: a cancelled poll orphans
+// what SQS hands it), then the pool (buffered messages released, running
+// handlers let finish until the handlers' deadline or StopAndCancel, then
+// cancelled and, if they ignore it, released without them), then the
+// final delete flush (on a context nothing cancels, until the deadline
+// but for at least a moment), then, once the last polls are back, the
+// lease table (heartbeats go on until here so leases stay valid), and
+// last the metrics server.
+func (w *Worker) shutdown() {
+	hardline := time.Now().Add(w.cfg.ShutdownTimeout)
+	handlersCtx, cancelHandlers := context.WithDeadline(context.Background(), hardline.Add(-shutdownReserve(w.cfg.ShutdownTimeout)))
+	defer cancelHandlers()
+	go func() {
+		select {
+		case <-w.forcing:
+			w.log.Warn("forced stop: cancelling running handlers; their messages are released")
+			cancelHandlers()
+		case <-handlersCtx.Done():
+		}
+	}()
+	pollsCtx, cancelPolls := context.WithDeadline(context.Background(), hardline)
+	defer cancelPolls()
+	flushCtx, cancelFlush := context.WithDeadline(context.Background(), later(hardline, time.Now().Add(2*time.Second)))
+	defer cancelFlush()
+
+	fetchStopped := make(chan error, 1)
+	go func() { fetchStopped <- w.fetcher.Stop(pollsCtx) }()
+	steps := []struct {
+		name string
+		stop func() error
+	}{
+		{"pool", func() error { return w.pool.Stop(handlersCtx) }},
+		{"final delete flush", func() error { return w.deleter.Stop(flushCtx) }},
+		{"receives", func() error { return <-fetchStopped }},
+		{"lease table", func() error { return w.leases.Stop(flushCtx) }},
+		{"metrics server", func() error { return w.stopServer(flushCtx) }},
+	}
+	for _, s := range steps {
+		if err := s.stop(); err != nil {
+			w.log.Warn("shutdown step cut short", zap.String("step", s.name), zap.Error(err))
+		}
 	}
 	if left := w.leases.Len(); left > 0 {
-		log.Warn("leases still held at exit; those messages stay invisible until their visibility timeout", zap.Int("leases", left))
+		w.log.Warn("leases still held at exit; those messages stay invisible until their visibility timeout", zap.Int("leases", left))
 	}
-	log.Info("worker stopped")
-	return runErr
+	w.log.Info("worker stopped")
 }
 
-// forceStop cancels handlers, then waits at most wait for
-// the pool; a handler that ignores its context cannot hold the process:
-// its message is released without it.
-func (w *Worker) forceStop(cancelWork context.CancelFunc, poolDone <-chan struct{}, wait time.Duration) {
-	// Long polls are not cancelled here: a cancelled poll still waits at
-	// the server and would take the messages released next.
-	cancelWork()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-poolDone:
-	case <-t.C:
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		n := w.pool.AbandonRunning(ctx)
-		w.log.Error("handlers ignored their cancellation; released their messages, exiting without them", zap.Int("handlers", n))
+func (w *Worker) stopServer(ctx context.Context) error {
+	if w.server == nil {
+		return nil
 	}
+	return w.server.Stop(ctx)
 }
 
-// shutdownReserve is the end of --shutdown-timeout kept for cancelling
+// shutdownReserve is the end of the shutdown timeout kept for cancelling
 // handlers, releasing messages and the last delete flush.
 func shutdownReserve(timeout time.Duration) time.Duration {
 	return min(timeout/4, 3*time.Second)

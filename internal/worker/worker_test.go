@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,18 +55,15 @@ func testMain(m *testing.M) int {
 
 // running is a worker running in-process.
 type running struct {
-	t       *testing.T
-	w       *Worker
-	signals chan os.Signal
-	done    chan struct{} // closed when Run returned, with err set
-	err     error
+	t *testing.T
+	w *Worker
 }
 
 func start(t *testing.T, cfg config.Config, h handler.Handler) *running {
 	t.Helper()
 	cfg.EndpointURL = server.Endpoint
 	cfg.MetricsAddr = "127.0.0.1:0"
-	if err := cfg.ValidateWithHandler(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return startWith(t, cfg, h)
@@ -80,31 +76,24 @@ func startWith(t *testing.T, cfg config.Config, h handler.Handler, opts ...Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{t: t, w: w, signals: make(chan os.Signal, 2), done: make(chan struct{})}
-	go func() { r.err = w.Run(r.signals); close(r.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-r.done:
-		default:
-			r.signals <- syscall.SIGTERM
-			r.signals <- syscall.SIGTERM
-			<-r.done
-		}
-	})
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := &running{t: t, w: w}
+	t.Cleanup(func() { _ = w.StopAndCancel(context.Background()) })
 	return r
 }
 
-// stop sends SIGTERM and waits for Run to return.
+// stop stops the worker gracefully and waits for it, then returns why it
+// stopped on its own, if it did.
 func (r *running) stop(within time.Duration) error {
 	r.t.Helper()
-	r.signals <- syscall.SIGTERM
-	select {
-	case <-r.done:
-		return r.err
-	case <-time.After(within):
-		r.t.Fatalf("Run did not return within %s of SIGTERM", within)
-		return nil
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := r.w.Stop(ctx); err != nil {
+		r.t.Fatalf("Stop did not return within %s", within)
 	}
+	return r.w.Err()
 }
 
 func (r *running) ready() bool {
@@ -352,4 +341,53 @@ func testLogger() *zap.Logger {
 		return zap.NewNop()
 	}
 	return zap.NewExample()
+}
+
+// TestLifecycle: Stop before Start, and Stop, StopAndCancel and Stop again
+// after it, are harmless; only the first Start starts.
+func TestLifecycle(t *testing.T) {
+	q, err := server.CreateQueue(ctxT(t), "worker-lifecycle", sqstest.QueueOptions{VisibilityTimeout: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.QueueURL, cfg.EndpointURL, cfg.MetricsAddr, cfg.WaitTime = q.URL, server.Endpoint, "", time.Second
+	noop := handler.Func(func(context.Context, *message.Message) error { return nil })
+
+	never, err := New(ctxT(t), cfg, noop, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := never.Stop(ctxT(t)); err != nil {
+			t.Errorf("Stop #%d before Start = %v; want nil", i+1, err)
+		}
+	}
+	if err := never.Start(ctxT(t)); err == nil {
+		t.Error("Start after Stop = nil; want an error")
+	}
+
+	w, err := New(ctxT(t), cfg, noop, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctxT(t)); err == nil {
+		t.Error("second Start = nil; want an error")
+	}
+	for i, stop := range []func(context.Context) error{w.Stop, w.StopAndCancel, w.Stop} {
+		if err := stop(ctxT(t)); err != nil {
+			t.Errorf("stop #%d = %v; want nil", i+1, err)
+		}
+	}
+	select {
+	case <-w.Done():
+	default:
+		t.Error("Done not closed after Stop returned")
+	}
+	if err := w.Err(); err != nil {
+		t.Errorf("Err = %v after a Stop; want nil", err)
+	}
 }
