@@ -100,11 +100,7 @@ func (d *Deleter) call(ctx context.Context, entries []batch.Entry) ([]string, []
 	if err != nil {
 		return nil, nil, err
 	}
-	applied := make([]string, len(out.Successful))
-	for i, s := range out.Successful {
-		applied[i] = aws.ToString(s.Id)
-	}
-	return applied, out.Failed, nil
+	return batch.IDs(out.Successful, func(s types.DeleteMessageBatchResultEntry) *string { return s.Id }), out.Failed, nil
 }
 
 // settled ends msg's lease by what became of its delete.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sqsworker/sqsworker/internal/message"
@@ -98,4 +99,14 @@ func ID(i int) string {
 func index(id string, n int) (int, bool) {
 	i, err := strconv.Atoi(id)
 	return i, err == nil && i >= 0 && i < n
+}
+
+// IDs is the entry ids of a response's Successful list, for a Call to
+// return.
+func IDs[T any](successful []T, id func(T) *string) []string {
+	out := make([]string, len(successful))
+	for i, s := range successful {
+		out[i] = aws.ToString(id(s))
+	}
+	return out
 }

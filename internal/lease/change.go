@@ -28,11 +28,7 @@ func (t *Table) changeVisibility(ctx context.Context, entries []batch.Entry) ([]
 	if err != nil {
 		return nil, nil, err
 	}
-	applied := make([]string, len(out.Successful))
-	for i, s := range out.Successful {
-		applied[i] = aws.ToString(s.Id)
-	}
-	return applied, out.Failed, nil
+	return batch.IDs(out.Successful, func(s types.ChangeMessageVisibilityBatchResultEntry) *string { return s.Id }), out.Failed, nil
 }
 
 // extendVisibility is changeVisibility counted as a heartbeat's call.
