@@ -17,7 +17,7 @@ import (
 )
 
 const runSummary = `Consume a queue: receive, handle, keep leases alive, delete what succeeded.
-SIGTERM or SIGINT shuts down gracefully; a second one forces it.`
+SIGTERM or SIGINT shuts down gracefully; a second one stops at once.`
 
 func runCommand(args []string, stdout io.Writer) error {
 	cfg := config.Default()

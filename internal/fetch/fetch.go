@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -83,7 +84,8 @@ type Fetcher struct {
 	abortPolls   context.CancelFunc // cancels long polls still waiting
 	pollCtx      context.Context
 	loopsDone    chan struct{}
-	err          error // set before loopsDone is closed
+	err          error        // set before loopsDone is closed
+	polling      atomic.Int32 // receives under way
 }
 
 // New creates a Fetcher that sends what it receives to out, and closes out
@@ -159,6 +161,11 @@ func (f *Fetcher) Stop(ctx context.Context) error {
 	case <-f.loopsDone:
 	case <-ctx.Done():
 		err = ctx.Err()
+		if n := f.polling.Load(); n > 0 {
+			f.log.Warn("cancelling long polls still waiting; what SQS hands them now stays invisible until its visibility timeout",
+				zap.Int32("polls", n), zap.Duration("visibility_timeout", f.cfg.VisibilityTimeout),
+				zap.Time("visible_again_by", time.Now().Add(f.cfg.VisibilityTimeout)))
+		}
 		f.abortPolls()
 		<-f.loopsDone
 	}
@@ -241,6 +248,8 @@ func noRetry(o *sqs.Options) { o.RetryMaxAttempts = 1 }
 func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+pollSlack)
 	defer cancel()
+	f.polling.Add(1)
+	defer f.polling.Add(-1)
 	out, err := f.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(f.cfg.QueueURL),
 		MaxNumberOfMessages:         int32(n),

@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	w.pool = pool.New(pool.Config{
 		Concurrency: cfg.Concurrency, FIFO: cfg.FIFO(), HandlerTimeout: cfg.HandlerTimeout,
 		RetryBackoffMin: cfg.RetryBackoffMin, RetryBackoffMax: cfg.RetryBackoffMax,
-		MaxReceiveCount: w.maxReceiveCount, CancelGrace: reserve / 2,
+		MaxReceiveCount: w.maxReceiveCount, CancelGrace: min(reserve/2, forcedExit/2),
 	}, h, w.leases, w.deleter, w.buffered, log, w.metrics)
 	return w, nil
 }
@@ -240,8 +240,11 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return w.life.Wait(ctx)
 }
 
-// StopAndCancel is Stop that cancels running handlers at once and
-// releases their messages rather than wait for them.
+// StopAndCancel is Stop that means now: it cancels running handlers and
+// releases their messages rather than wait for them, cancels the long
+// polls still waiting (what SQS hands them stays invisible until its
+// visibility timeout, and the log says so), flushes what was
+// acknowledged, and returns within about two seconds.
 func (w *Worker) StopAndCancel(ctx context.Context) error {
 	w.forceOnce.Do(func() { close(w.forcing) })
 	return w.Stop(ctx)
@@ -296,18 +299,22 @@ func (w *Worker) shutdown() {
 	hardline := time.Now().Add(w.cfg.ShutdownTimeout)
 	handlersCtx, cancelHandlers := context.WithDeadline(context.Background(), hardline.Add(-shutdownReserve(w.cfg.ShutdownTimeout)))
 	defer cancelHandlers()
-	go func() {
-		select {
-		case <-w.forcing:
-			w.log.Warn("forced stop: cancelling running handlers; their messages are released")
-			cancelHandlers()
-		case <-handlersCtx.Done():
-		}
-	}()
 	pollsCtx, cancelPolls := context.WithDeadline(context.Background(), hardline)
 	defer cancelPolls()
 	flushCtx, cancelFlush := context.WithDeadline(context.Background(), later(hardline, time.Now().Add(2*time.Second)))
 	defer cancelFlush()
+	// StopAndCancel means now: handlers and waiting polls are cancelled,
+	// and what is left of the shutdown keeps within forcedExit.
+	go func() {
+		select {
+		case <-w.forcing:
+			w.log.Warn("forced stop: cancelling running handlers and waiting polls; their messages are released")
+			cancelHandlers()
+			cancelPolls()
+			time.AfterFunc(forcedExit, cancelFlush)
+		case <-flushCtx.Done():
+		}
+	}()
 
 	fetchStopped := make(chan error, 1)
 	go func() { fetchStopped <- w.fetcher.Stop(pollsCtx) }()
@@ -338,6 +345,9 @@ func (w *Worker) stopServer(ctx context.Context) error {
 	}
 	return w.server.Stop(ctx)
 }
+
+// forcedExit bounds what is left of the shutdown after StopAndCancel.
+const forcedExit = 1500 * time.Millisecond
 
 // shutdownReserve is the end of the shutdown timeout kept for cancelling
 // handlers, releasing messages and the last delete flush.

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sqsworker/sqsworker/internal/sqstest"
+)
+
+// TestSecondSignalMeansNow: with a handler busy for a minute and long polls
+// waiting 20s, a first SIGTERM starts the careful shutdown, which would
+// wait for both; a second signal cancels them, releases the handler's
+// message, says how many polls it cancelled, and the process is gone in
+// about two seconds, far short of the poll's wait or the 30s timeout.
+// The message is neither lost nor deleted; the server may hand it to one
+// of the cancelled polls, as the log warns, and then it is back after its
+// visibility timeout.
+func TestSecondSignalMeansNow(t *testing.T) {
+	q, _ := sendAll(t, "second-signal", 1, sqstest.QueueOptions{VisibilityTimeout: 30})
+	started := make(chan struct{}, 1)
+	done := make(chan struct{})
+	rec := newRecorder(t, func(string, int) int {
+		started <- struct{}{}
+		<-done // the handler's own work: busy until the test ends
+		return http.StatusOK
+	})
+	t.Cleanup(func() { close(done) }) // before the recorder's server closes
+	p := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL,
+		"--fetchers", "2", "--wait-time", "20s", "--shutdown-timeout", "30s")
+	select {
+	case <-started:
+	case <-time.After(time.Minute):
+		t.Fatal("the message never reached the handler")
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	eventually(t, 30*time.Second, "the worker to log the first signal", func() bool {
+		return strings.Contains(p.logs(), "stopping gracefully")
+	})
+	second := time.Now()
+	if code := p.stop(syscall.SIGINT, 10*time.Second); code != 0 {
+		t.Errorf("exit status %d after the second signal; want 0", code)
+	}
+	took := time.Since(second)
+	logs := p.logs()
+	for _, want := range []string{"forced stop", "cancelling long polls still waiting"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	d := depth(t, q.URL)
+	if d.Visible+d.InFlight != 1 {
+		t.Errorf("after the forced stop: visible %d, in flight %d; want the handler's message still in the queue", d.Visible, d.InFlight)
+	}
+	t.Logf("figures: exit_after_second_signal=%s visible_after=%d in_flight_after=%d", took.Round(time.Millisecond), d.Visible, d.InFlight)
+}
