@@ -57,7 +57,7 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 	fs.StringVar(&c.Region, "region", c.Region, "AWS region (default: AWS_REGION)")
 
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "handlers running at once")
-	fs.IntVar(&c.Fetchers, "fetchers", c.Fetchers, "ReceiveMessage long polls at once")
+	fs.IntVar(&c.Fetchers, "fetchers", c.Fetchers, "ReceiveMessage long polls at once (0: adapt between 1 and (concurrency+prefetch)/10, more while receives come back full)")
 	fs.IntVar(&c.Prefetch, "prefetch", c.Prefetch, "received messages that may wait for a free handler (-1: as many as --concurrency)")
 	fs.DurationVar(&c.WaitTime, "wait-time", c.WaitTime, "long-poll wait of each receive, 0s-20s")
 	fs.DurationVar(&c.VisibilityTimeout, "visibility-timeout", c.VisibilityTimeout, "lease asked for on receive; heartbeats extend it while the handler runs")

@@ -84,7 +84,7 @@ func (o *Options) defaults() {
 		o.Concurrency = config.DefaultConcurrency
 	}
 	if o.Fetchers <= 0 {
-		o.Fetchers = config.DefaultFetchers
+		o.Fetchers = pinnedFetchers
 	}
 	if o.WaitTime <= 0 {
 		o.WaitTime = 2 * time.Second
@@ -243,8 +243,12 @@ func (e *env) rttPlus() time.Duration { return e.opts.RTT + 5*time.Millisecond }
 // fetchersFor sizes fetchers for a target rate by the rule of thumb
 // (rate × round trip ÷ 10), with 1.5× headroom, never below the default.
 func (e *env) fetchersFor(rate float64) int {
-	return max(config.DefaultFetchers, int(math.Ceil(rate*e.rttPlus().Seconds()/10*1.5)))
+	return max(pinnedFetchers, int(math.Ceil(rate*e.rttPlus().Seconds()/10*1.5)))
 }
+
+// pinnedFetchers is the number of polls the scenarios that pin them use,
+// and of goroutines in the raw SDK loop they are compared with.
+const pinnedFetchers = 2
 
 // fill creates a queue and sends bodies to it.
 func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions, bodies []string) (sqstest.Queue, error) {

@@ -16,7 +16,7 @@ import (
 // Defaults. Each is the value a field takes when it is left zero.
 const (
 	DefaultConcurrency         = 16
-	DefaultFetchers            = 2
+	DefaultFetchers            = 0
 	DefaultWaitTime            = 20 * time.Second
 	DefaultVisibilityTimeout   = 30 * time.Second
 	DefaultMaxExtension        = 10 * time.Minute
@@ -76,8 +76,10 @@ type Config struct {
 
 	// Concurrency is how many handlers run at once. Defaults to 16.
 	Concurrency int
-	// Fetchers is how many ReceiveMessage long polls run at once.
-	// Defaults to 2.
+	// Fetchers pins how many ReceiveMessage long polls run at once; 0
+	// adapts their number between 1 and MaxFetchers(): more while
+	// receives come back full, fewer while they come back empty.
+	// Defaults to 0.
 	Fetchers int
 	// Prefetch is how many received messages may wait for a free handler
 	// beyond Concurrency; -1 means as many as Concurrency.
@@ -190,7 +192,7 @@ func (c *Config) Validate() error {
 		v, lo, hi int
 	}{
 		{"Concurrency", c.Concurrency, 1, 10000},
-		{"Fetchers", c.Fetchers, 1, 1000},
+		{"Fetchers", c.Fetchers, 0, 1000},
 		{"Prefetch", c.Prefetch, DefaultPrefetch, 100000},
 	}
 	for _, ck := range checks {
@@ -271,6 +273,16 @@ func (c *Config) PrefetchOrDefault() int {
 		return c.Concurrency
 	}
 	return c.Prefetch
+}
+
+// MaxFetchers is the most long polls the worker keeps going: Fetchers
+// when pinned, else enough to fill the in-flight limit in one round (ten
+// messages a poll).
+func (c *Config) MaxFetchers() int {
+	if c.Fetchers > 0 {
+		return c.Fetchers
+	}
+	return max(1, (c.InFlightLimit()+9)/10)
 }
 
 // InFlightLimit is how many leases the worker may hold at once.

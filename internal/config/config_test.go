@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 		{name: "negative concurrency", modify: func(c *Config) { c.Concurrency = -1 }, wantErr: "Concurrency"},
 		{name: "zero concurrency", modify: func(c *Config) { c.Concurrency = 0 }, wantErr: "Concurrency"},
 		{name: "concurrency too large", modify: func(c *Config) { c.Concurrency = 10001 }, wantErr: "Concurrency"},
-		{name: "zero fetchers", modify: func(c *Config) { c.Fetchers = 0 }, wantErr: "Fetchers"},
+		{name: "negative fetchers", modify: func(c *Config) { c.Fetchers = -1 }, wantErr: "Fetchers"},
 		{name: "prefetch too large", modify: func(c *Config) { c.Prefetch = 100001 }, wantErr: "Prefetch"},
 		{name: "wait time over 20s", modify: func(c *Config) { c.WaitTime = 21 * time.Second }, wantErr: "WaitTime"},
 		{name: "negative wait time", modify: func(c *Config) { c.WaitTime = -time.Second }, wantErr: "WaitTime"},
@@ -167,6 +167,29 @@ func TestFIFO(t *testing.T) {
 			c := Config{QueueURL: tt.queueURL, Queue: tt.queue}
 			if got := c.FIFO(); got != tt.want {
 				t.Errorf("FIFO() = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMaxFetchers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                            string
+		fetchers, concurrency, prefetch int
+		want                            int
+	}{
+		{name: "pinned", fetchers: 3, concurrency: 200, prefetch: -1, want: 3},
+		{name: "adaptive fills the in-flight limit", concurrency: 200, prefetch: -1, want: 40},
+		{name: "adaptive rounds up", concurrency: 16, prefetch: 5, want: 3},
+		{name: "adaptive at least one", concurrency: 1, prefetch: 0, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Config{Fetchers: tt.fetchers, Concurrency: tt.concurrency, Prefetch: tt.prefetch}
+			if got := c.MaxFetchers(); got != tt.want {
+				t.Errorf("MaxFetchers() = %d; want %d", got, tt.want)
 			}
 		})
 	}

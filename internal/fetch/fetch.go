@@ -54,8 +54,13 @@ const (
 // Config configures a Fetcher.
 type Config struct {
 	QueueURL string
-	// Fetchers is how many long polls run at once. Required.
+	// Fetchers pins how many long polls run at once; 0 adapts their
+	// number between 1 and MaxFetchers: one more while receives come
+	// back full, one fewer when one comes back empty.
 	Fetchers int
+	// MaxFetchers bounds the adapted number of polls; with Fetchers 0 it
+	// is required. The worker sets it to what the in-flight limit can use.
+	MaxFetchers int
 	// WaitTime is each long poll's wait.
 	WaitTime time.Duration
 	// VisibilityTimeout is the lease asked for on receive.
@@ -86,6 +91,11 @@ type Fetcher struct {
 	loopsDone    chan struct{}
 	err          error        // set before loopsDone is closed
 	polling      atomic.Int32 // receives under way
+	loops        atomic.Int32 // fetcher goroutines running
+	wg           sync.WaitGroup
+	fail         func(error) // ends every fetcher: the queue is gone
+	adaptMu      sync.Mutex
+	polls        int // fetchers wanted, while adapting
 }
 
 // New creates a Fetcher that sends what it receives to out, and closes out
@@ -115,25 +125,62 @@ func (f *Fetcher) Start(context.Context) error {
 	f.mu.Lock()
 	f.stopFetching = cancel
 	f.mu.Unlock()
-	var wg sync.WaitGroup
 	var once sync.Once
-	for range f.cfg.Fetchers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.loop(fctx); err != nil {
-				once.Do(func() { f.err = err })
-				cancel() // the queue is gone: stop the others too
-			}
-		}()
+	f.fail = func(err error) {
+		once.Do(func() { f.err = err })
+		cancel() // the queue is gone: stop the others too
+	}
+	f.polls = f.cfg.Fetchers
+	if f.polls == 0 {
+		f.polls = 1
+	}
+	for range f.polls {
+		f.spawn(fctx)
 	}
 	go func() {
-		wg.Wait()
+		f.wg.Wait()
 		f.abortPolls()
 		close(f.out)
 		close(f.loopsDone)
 	}()
 	return nil
+}
+
+// spawn starts one more fetcher goroutine. The caller holds a count of wg
+// (Start, or a fetcher that is still running), so wg never reaches zero
+// while fetchers are added.
+func (f *Fetcher) spawn(ctx context.Context) {
+	f.wg.Add(1)
+	f.metrics.ReceivePolls.Set(float64(f.loops.Add(1)))
+	go func() {
+		defer f.wg.Done()
+		if err := f.loop(ctx); err != nil {
+			f.fail(err)
+		}
+		f.metrics.ReceivePolls.Set(float64(f.loops.Add(-1)))
+	}()
+}
+
+// adapt grows or shrinks the number of polls after a receive that asked
+// for asked messages and got got; it reports whether this fetcher should
+// end. A full receive says more was waiting: one more poll, up to
+// MaxFetchers. An empty one says the others can carry the queue: one
+// fewer, but the last stays, so an idle worker keeps one long poll open.
+func (f *Fetcher) adapt(ctx context.Context, asked, got int) (end bool) {
+	if f.cfg.Fetchers != 0 {
+		return false
+	}
+	f.adaptMu.Lock()
+	defer f.adaptMu.Unlock()
+	switch {
+	case got > 0 && got == asked && f.polls < f.cfg.MaxFetchers:
+		f.polls++
+		f.spawn(ctx)
+	case got == 0 && f.polls > 1:
+		f.polls--
+		return true
+	}
+	return false
 }
 
 // Stop starts no new receive. A long poll already waiting is not
@@ -215,8 +262,12 @@ func (f *Fetcher) loop(ctx context.Context) error {
 		}
 		f.health.ReceiveSucceeded()
 		f.leases.Unreserve(n - len(msgs))
+		end := f.adapt(ctx, n, len(msgs))
 		if len(msgs) == 0 {
 			f.metrics.ReceiveEmpty.Inc()
+			if end {
+				return nil
+			}
 			if f.cfg.WaitTime == 0 {
 				backoff.Sleep(ctx, backoff.Jitter(f.cfg.ErrorBackoffMin))
 			}

@@ -150,7 +150,7 @@ type testFetcher struct {
 func newTestFetcher(t *testing.T, cfg Config, limit int, api API) *testFetcher {
 	t.Helper()
 	cfg.QueueURL = queueURL
-	if cfg.Fetchers == 0 {
+	if cfg.Fetchers == 0 && cfg.MaxFetchers == 0 { // pinned to one, unless the test adapts
 		cfg.Fetchers = 1
 	}
 	if cfg.ErrorBackoffMin == 0 {
@@ -567,5 +567,43 @@ func TestFetcherStopBeforeStart(t *testing.T) {
 	}
 	if err := tf.Start(t.Context()); err == nil {
 		t.Error("Start after Stop = nil; want an error")
+	}
+}
+
+// TestFetcherAdaptsPolls: unpinned, the number of polls grows by one per
+// full receive up to MaxFetchers, and falls back to one, never zero, once
+// receives come back empty.
+func TestFetcherAdaptsPolls(t *testing.T) {
+	t.Parallel()
+	var full atomic.Bool
+	full.Store(true)
+	var inFlight, most atomic.Int32
+	api := &fakeAPI{ReceiveMessageFunc: func(_ context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		if full.Load() {
+			return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", int(in.MaxNumberOfMessages))}, nil
+		}
+		time.Sleep(time.Millisecond) // a long poll that finds nothing
+		return &sqs.ReceiveMessageOutput{}, nil
+	}}
+	tf := newTestFetcher(t, Config{Fetchers: 0, MaxFetchers: 4, WaitTime: time.Second}, 1000, api)
+	tf.run(t)
+	go func() { // the pool's side: take what arrives, give its room back
+		for range tf.out {
+			tf.leases.Unreserve(1)
+		}
+	}()
+	waitFor(t, "four polls", func() bool { return toFloat64(tf.metrics.ReceivePolls) == 4 })
+	full.Store(false)
+	waitFor(t, "one poll left", func() bool { return toFloat64(tf.metrics.ReceivePolls) == 1 })
+	if got := most.Load(); got > 4 {
+		t.Errorf("%d receives at once; want at most MaxFetchers (4)", got)
+	}
+	waitFor(t, "more empty receives", func() bool { return toFloat64(tf.metrics.ReceiveEmpty) >= 20 })
+	if got := toFloat64(tf.metrics.ReceivePolls); got != 1 {
+		t.Errorf("%v polls while idle; want 1", got)
 	}
 }

@@ -49,6 +49,7 @@ type Metrics struct {
 	DeleteBatchSize      prometheus.Histogram
 	ReceiveEmpty         prometheus.Counter
 	ReceiveBatchSize     prometheus.Histogram
+	ReceivePolls         prometheus.Gauge
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -144,6 +145,10 @@ func New() *Metrics {
 			Help:    "Messages per non-empty ReceiveMessage call.",
 			Buckets: prometheus.LinearBuckets(1, 1, 10),
 		}),
+		ReceivePolls: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_receive_polls",
+			Help: "Long polls the worker keeps going at once: pinned by --fetchers, else adapted between 1 and what the in-flight limit can use.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -153,7 +158,7 @@ func New() *Metrics {
 		m.SQSRequests, m.SQSRequestDuration,
 		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
-		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize,
+		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
 	)
 	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased} {
 		m.MessagesProcessed.WithLabelValues(o)

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		client, w.leases, log, w.metrics)
 	w.buffered = make(chan *message.Message, limit)
 	w.fetcher = fetch.New(fetch.Config{
-		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers,
+		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers, MaxFetchers: cfg.MaxFetchers(),
 		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
 	}, client, w.leases, w.health, w.buffered, log, w.metrics)
 	reserve := shutdownReserve(cfg.ShutdownTimeout)
@@ -221,7 +221,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	cfg := w.cfg
 	w.log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
-		zap.Int("fetchers", cfg.Fetchers), zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
+		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
+		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
 		zap.String("metrics_addr", w.MetricsAddr()))
 	go w.supervise()
 	return nil
