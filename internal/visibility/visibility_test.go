@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
@@ -24,12 +23,8 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
-var (
-	toFloat64 = testkit.Value
-)
-
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.WrapTestMain(m)
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -204,10 +199,10 @@ func TestHeartbeatExtendsDueLeases(t *testing.T) {
 					t.Errorf("lease %s with 25s left was extended", msg.ID)
 				}
 			}
-			if got := toFloat64(m.metrics.VisibilityExtensions); got != float64(tt.due) {
+			if got := testkit.Value(m.metrics.VisibilityExtensions); got != float64(tt.due) {
 				t.Errorf("visibility extensions = %v; want %d", got, tt.due)
 			}
-			if got := toFloat64(m.metrics.ExtensionBatches); got != float64(tt.wantCalls) {
+			if got := testkit.Value(m.metrics.ExtensionBatches); got != float64(tt.wantCalls) {
 				t.Errorf("extension batches = %v; want %d", got, tt.wantCalls)
 			}
 
@@ -222,7 +217,7 @@ func TestHeartbeatExtendsDueLeases(t *testing.T) {
 					t.Errorf("lease %s not alive", msg.ID)
 				}
 			}
-			if got := toFloat64(m.metrics.LeasesLost); got != 0 {
+			if got := testkit.Value(m.metrics.LeasesLost); got != 0 {
 				t.Errorf("leases lost = %v; want 0", got)
 			}
 		})
@@ -358,7 +353,7 @@ func TestHeartbeatFailures(t *testing.T) {
 			} else if ctx.Err() != nil {
 				t.Errorf("handler context cancelled (%v) though the lease is held", context.Cause(ctx))
 			}
-			if got := toFloat64(m.metrics.LeasesLost); got != wantLostMetric {
+			if got := testkit.Value(m.metrics.LeasesLost); got != wantLostMetric {
 				t.Errorf("leases lost = %v; want %v", got, wantLostMetric)
 			}
 			for _, msg := range msgs {
@@ -415,12 +410,12 @@ func TestHeartbeatExpiredLeaseIsLost(t *testing.T) {
 				if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
 					t.Errorf("handler context cause = %v; want ErrLeaseLost", context.Cause(ctx))
 				}
-				if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+				if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 					t.Errorf("leases lost = %v; want 1", got)
 				}
 				// Lost once: another round counts nothing more.
 				m.Heartbeat(t.Context())
-				if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+				if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 					t.Errorf("leases lost after a second round = %v; want 1", got)
 				}
 			} else if calls != 1 {
@@ -605,10 +600,10 @@ func TestRelease(t *testing.T) {
 			if got := m.removals.Load(); got != int64(tt.n) {
 				t.Errorf("OnRemove called %d times; want %d", got, tt.n)
 			}
-			if got := toFloat64(m.metrics.MessagesReleased); got != float64(tt.n) {
+			if got := testkit.Value(m.metrics.MessagesReleased); got != float64(tt.n) {
 				t.Errorf("messages released = %v; want %d", got, tt.n)
 			}
-			if got := toFloat64(m.metrics.MessagesInFlight); got != 0 {
+			if got := testkit.Value(m.metrics.MessagesInFlight); got != 0 {
 				t.Errorf("messages in flight = %v; want 0", got)
 			}
 
@@ -644,7 +639,7 @@ func TestRetry(t *testing.T) {
 	if got := m.removals.Load(); got != 1 {
 		t.Errorf("OnRemove called %d times; want 1", got)
 	}
-	if got := toFloat64(m.metrics.MessagesRetried); got != 1 {
+	if got := testkit.Value(m.metrics.MessagesRetried); got != 1 {
 		t.Errorf("messages retried = %v; want 1", got)
 	}
 }
@@ -675,7 +670,7 @@ func TestAddSameIDTwice(t *testing.T) {
 	if m.Start(old, func(error) {}) {
 		t.Error("Start(old) = true after the redelivery")
 	}
-	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+	if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 		t.Errorf("leases lost = %v; want 1", got)
 	}
 	// The old lease's room is given back: one lease is held for two adds.
@@ -831,7 +826,7 @@ func TestExtensionBatchesCountsHeartbeatsOnly(t *testing.T) {
 	m.Add(msgs...)
 	m.Release(t.Context(), msgs[:20])
 	m.Retry(t.Context(), msgs[20], time.Minute)
-	if got := toFloat64(m.metrics.ExtensionBatches); got != 0 {
+	if got := testkit.Value(m.metrics.ExtensionBatches); got != 0 {
 		t.Errorf("extension batches = %v after only a release and a retry; want 0", got)
 	}
 }
@@ -870,8 +865,8 @@ func TestRetriesShareBatches(t *testing.T) {
 			t.Errorf("%s retried with %ds; want %ds", msg.ID, got, i+1)
 		}
 	}
-	if m.Len() != 0 || toFloat64(m.metrics.MessagesRetried) != 25 {
-		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), toFloat64(m.metrics.MessagesRetried))
+	if m.Len() != 0 || testkit.Value(m.metrics.MessagesRetried) != 25 {
+		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), testkit.Value(m.metrics.MessagesRetried))
 	}
 }
 
@@ -892,7 +887,7 @@ func TestRefusedHandledLeaseIsNotCountedLost(t *testing.T) {
 	m.Add(msgs...)
 	m.Handled(msgs[0])
 	m.Heartbeat(t.Context())
-	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+	if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 		t.Errorf("leases lost = %v; want 1 (only the lease not being deleted)", got)
 	}
 	if m.Alive(msgs[0]) || m.Alive(msgs[1]) {
