@@ -168,13 +168,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer srv.Stop()
 	e.srv, e.endpoint = srv, srv.Endpoint
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		if k != "AWS_ENDPOINT_URL_SQS" {
-			if err := os.Setenv(k, v); err != nil {
-				return nil, err
-			}
-		}
+	if err := srv.Setenv(); err != nil {
+		return nil, err
 	}
 	if opts.RTT > 0 {
 		proxy, err := sqstest.StartProxy(srv.Endpoint)
@@ -259,25 +254,6 @@ func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions
 		}
 	}
 	return q, nil
-}
-
-// waitFor polls cond every interval until it holds, ctx is done, or
-// within passes.
-func waitFor(ctx context.Context, what string, within, interval time.Duration, cond func() bool) error {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("timed out after %s waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // errStopped is returned when the worker stops on its own mid-scenario.

@@ -10,15 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	// The in-process workers' SDK clients keep idle keep-alive
-	// connections, which the worker has no way to close.
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+	testkit.WrapTestMain(m)
 }
 
 // lineWriter sends progress lines to the test log.

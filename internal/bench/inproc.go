@@ -94,7 +94,7 @@ func (p *inproc) requests() map[string]float64 {
 // waitDeleted waits until n deletes are confirmed.
 func (p *inproc) waitDeleted(ctx context.Context, n int, within time.Duration) error {
 	var stopped error
-	err := waitFor(ctx, fmt.Sprintf("%d deletes", n), within, time.Millisecond, func() bool {
+	err := sqstest.Poll(ctx, within, time.Millisecond, fmt.Sprintf("%d deletes", n), func() bool {
 		select {
 		case err := <-p.done:
 			p.done <- err // for stop

@@ -126,7 +126,7 @@ func (e *env) p3(ctx context.Context) error {
 	marks := []float64{0.1 * float64(n), 0.9 * float64(n), float64(n)}
 	at := make([]time.Duration, len(marks))
 	next := 0
-	err = waitFor(ctx, "every delete", 10*time.Minute, time.Millisecond, func() bool {
+	err = sqstest.Poll(ctx, 10*time.Minute, time.Millisecond, "every delete", func() bool {
 		d := w.deleted()
 		for next < len(marks) && d >= marks[next] {
 			at[next] = time.Since(t0)

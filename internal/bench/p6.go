@@ -32,7 +32,7 @@ func (e *env) binaryP1(ctx context.Context) error {
 	}
 	t0 := time.Now()
 	err = waitClosed(ctx, s.all, 10*time.Minute, "every message posted to the handler")
-	var m map[string]float64
+	var m sqstest.Metrics
 	if err == nil {
 		m, err = p.waitDeleted(ctx, n)
 	}
@@ -44,12 +44,13 @@ func (e *env) binaryP1(ctx context.Context) error {
 		return err
 	}
 	rate := float64(n) / took.Seconds()
-	perMsg := m["sqsworker_sqs_requests_total"] / float64(n)
+	total := m.Value("sqsworker_sqs_requests_total")
+	perMsg := total / float64(n)
 	reqs := map[string]float64{}
 	for _, a := range []string{"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch", "GetQueueAttributes"} {
-		reqs[a] = m["sqsworker_sqs_requests_total{"+a+"}"]
+		reqs[a] = m.Value("sqsworker_sqs_requests_total", "action", a)
 	}
-	reqs["other"] = m["sqsworker_sqs_requests_total"] - sum(reqs)
+	reqs["other"] = total - sum(reqs)
 	setting := fmt.Sprintf("%s msgs, %d fetchers, concurrency %d", thousands(float64(n)), e.opts.Fetchers, e.opts.Concurrency)
 	limit, limitValue := "in-process P2 not run", 0.0
 	if e.p1res.perMsg > 0 {
@@ -91,7 +92,7 @@ func (e *env) p6(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.PID()
 	t0 := time.Now()
 	cpu0, err := cpuSeconds(pid)
 	peaks := p.watchPeaks(ctx, 250*time.Millisecond, "go_goroutines", "go_memstats_stack_inuse_bytes", "go_memstats_heap_inuse_bytes")
@@ -99,7 +100,7 @@ func (e *env) p6(ctx context.Context) error {
 		err = waitClosed(ctx, s.all, 10*time.Minute, "every message posted to the handler")
 	}
 	peak := peaks()
-	var last map[string]float64
+	var last sqstest.Metrics
 	if err == nil {
 		last, err = p.waitDeleted(ctx, n)
 	}
@@ -127,7 +128,7 @@ func (e *env) p6(ctx context.Context) error {
 			peak["go_memstats_stack_inuse_bytes"]/(1<<20), peak["go_memstats_heap_inuse_bytes"]/(1<<20), setting))
 	e.add("P6", "CPU seconds per 10,000 messages (utime+stime)", (cpu1-cpu0)/float64(n)*10000, "s", nil,
 		fmt.Sprintf("%.2f CPU s over %.1f s wall (%s)", cpu1-cpu0, took.Seconds(), format(float64(n)/took.Seconds(), "msg/s")),
-		cpu1-cpu0, fmt.Sprintf("%.0f received for %d messages, %.0f failed SQS request attempts", last["sqsworker_messages_received_total"], n,
-			last["sqsworker_sqs_requests_total{outcome=error}"]+last["sqsworker_sqs_requests_total{outcome=throttled}"]))
+		cpu1-cpu0, fmt.Sprintf("%.0f received for %d messages, %.0f failed SQS request attempts", last.Value("sqsworker_messages_received_total"), n,
+			last.Value("sqsworker_sqs_requests_total", "outcome", "error")+last.Value("sqsworker_sqs_requests_total", "outcome", "throttled")))
 	return nil
 }
