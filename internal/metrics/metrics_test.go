@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestNewUsesOwnRegistry(t *testing.T) {

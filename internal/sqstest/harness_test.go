@@ -62,7 +62,7 @@ func fakeWorker(mode string) int {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, fakeMetrics) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	go func() { _ = http.Serve(ln, mux) }() //nolint:gosec // a test program on loopback
+	go func() { _ = http.Serve(ln, mux) }()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM)
 	logLine(map[string]any{"msg": "worker started", "metrics_addr": ln.Addr().String()})
