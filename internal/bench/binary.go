@@ -73,6 +73,67 @@ func (p proc) waitDeleted(ctx context.Context, n int) (sqstest.Metrics, error) {
 	return last, errors.Join(err, scrapeErr)
 }
 
+// binaryNoop runs noop-throughput's messages through the worker binary
+// with an HTTP no-op handler served here, to show that its requests per
+// message match the in-process worker's. Its msg/s is lower: every message
+// also crosses HTTP.
+func (e *env) binaryNoop(ctx context.Context) error {
+	n := e.throughputMessages()
+	q, err := e.fill(ctx, "binary-noop", sqstest.QueueOptions{}, indexBodies(n))
+	if err != nil {
+		return err
+	}
+	s, err := startSink(0, n)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.close() }()
+	e.progress("%s: worker binary consumes %d messages (HTTP no-op handler)", scenarioBinary, n)
+	p, err := e.startBinary(ctx, "--queue-url", q.URL, "--handler", "http", "--http-url", s.URL,
+		"--concurrency", strconv.Itoa(e.opts.Concurrency), "--fetchers", strconv.Itoa(e.opts.Fetchers))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	err = waitClosed(ctx, s.all, 10*time.Minute, "every message posted to the handler")
+	var m sqstest.Metrics
+	if err == nil {
+		m, err = p.waitDeleted(ctx, n)
+	}
+	took := time.Since(t0)
+	if serr := p.stop(e.opts.WaitTime + time.Minute); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	rate := float64(n) / took.Seconds()
+	total := m.Value("sqsworker_sqs_requests_total")
+	perMsg := total / float64(n)
+	reqs := map[string]float64{}
+	for _, a := range []string{"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch", "GetQueueAttributes"} {
+		reqs[a] = m.Value("sqsworker_sqs_requests_total", "action", a)
+	}
+	reqs["other"] = total - sum(reqs)
+	setting := fmt.Sprintf("%s msgs, %d fetchers, concurrency %d", thousands(float64(n)), e.opts.Fetchers, e.opts.Concurrency)
+	limit := "floor 0.200 (one receive and one delete per 10)"
+	if e.noop.perMsg > 0 {
+		limit += fmt.Sprintf("; in-process worker %.3f (difference %+.3f)", e.noop.perMsg, perMsg-e.noop.perMsg)
+	}
+	e.add(scenarioBinary, "binary, HTTP no-op handler: SQS requests per message", perMsg, "req/msg", atMost(0.21),
+		limit, 0.2, fmt.Sprintf("%s; %s", breakdown(reqs, n), setting))
+	limit = fmt.Sprintf("none in this run: the in-process worker's msg/s comes from %s", scenarioThroughput)
+	if e.noop.rate > 0 {
+		limit = fmt.Sprintf("in-process worker %s", format(e.noop.rate, "msg/s"))
+		if e.noop.rawRate > 0 {
+			limit += fmt.Sprintf("; raw SDK loop %s", format(e.noop.rawRate, "msg/s"))
+		}
+	}
+	e.add(scenarioBinary, "binary, HTTP no-op handler: msg/s (lower: each message also crosses HTTP)", rate, "msg/s", nil,
+		limit, e.noop.rate, setting)
+	return nil
+}
+
 // watchPeaks scrapes the worker every interval and keeps the largest
 // value of each named gauge; the returned func stops it and returns them.
 func (p proc) watchPeaks(ctx context.Context, interval time.Duration, names ...string) func() map[string]float64 {

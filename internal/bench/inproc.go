@@ -150,8 +150,9 @@ type profiler struct {
 
 func newProfiler(o Options) *profiler {
 	n := 0
-	// P2 is read from P1's run, profiled as P1.
-	for _, ids := range [][]string{{"P1", "P2"}, {"P3"}, {"P4"}, {"P5"}} {
+	// requests-per-message is read from noop-throughput's run, profiled
+	// as noop-throughput.
+	for _, ids := range [][]string{{scenarioThroughput, scenarioRequests}, {scenarioLongTail}, {scenarioPickup}, {scenarioHeartbeat}} {
 		for _, id := range ids {
 			if slices.Contains(o.Scenarios, id) {
 				n++
