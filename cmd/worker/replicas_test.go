@@ -33,7 +33,7 @@ func (s *stamps) count() int {
 // then adds two more: nothing is lost, and the three together handle at
 // least 2.5x the messages per second of the one. The handler takes 20ms
 // and each replica runs 8 at once, so a replica's rate is set by its
-// handlers, not by this machine's two cores; the replicas are built
+// handlers, not by the machine's cores; the replicas are built
 // without -race for the same reason.
 func TestThreeReplicasScale(t *testing.T) {
 	const n, handlerTime, concurrency = 20000, 20 * time.Millisecond, "8"
