@@ -1,6 +1,9 @@
-// Package sqstest starts the project's local SQS-compatible server (fauxqs,
-// installed under tools/sqs-server) on loopback for tests, benchmarks and
-// the demo, and creates uniquely named queues on it.
+// Package sqstest is the shared test server package of the tests, the
+// benchmarks and the demo: it starts the project's local SQS-compatible
+// server (fauxqs, installed under tools/sqs-server) on loopback, creates
+// uniquely named queues on it, puts a fault proxy in front of it, and runs
+// the worker binary against it (build, start, wait for its start line,
+// scrape its metrics, signal it, wait for its exit).
 package sqstest
 
 import (
