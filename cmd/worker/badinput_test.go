@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // closedPort returns a loopback address nothing listens on.
@@ -28,11 +29,11 @@ func closedPort(t *testing.T) string {
 }
 
 func TestBadInputOneClearLine(t *testing.T) {
-	q, err := server.CreateQueue(ctxT(t), "bad-input", sqstest.QueueOptions{})
+	q, err := server.CreateQueue(t.Context(), "bad-input", sqstest.QueueOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := server.SendBodies(ctxT(t), q.URL, []string{"keep-me"}, nil); err != nil {
+	if err := server.SendBodies(t.Context(), q.URL, []string{"keep-me"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	dead := "http://" + closedPort(t)
@@ -113,22 +114,22 @@ func TestRefusingHandlerLosesNothing(t *testing.T) {
 	refusing := "http://" + closedPort(t) + "/work"
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", refusing, "--wait-time", "1s",
 		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s")
-	eventually(t, time.Minute, "every message failed once", func() bool {
-		return w.scrape()["sqsworker_messages_processed_total{outcome=failure}"] >= n
+	testkit.Eventually(t, time.Minute, "every message failed once", func() bool {
+		return w.scrape().Value("sqsworker_messages_processed_total", "outcome", "failure") >= n
 	})
 	ready := w.ready()
 	if code := w.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0", code)
 	}
-	logs := w.logs()
+	logs := w.Logs()
 	if !strings.Contains(logs, "handler failed; will retry the message") || !strings.Contains(logs, refusing) ||
 		!strings.Contains(logs, "connection refused") {
-		t.Errorf("no log line says the handler at %s refused and the message will be retried:\n%s", refusing, tail(logs, 2048))
+		t.Errorf("no log line says the handler at %s refused and the message will be retried:\n%s", refusing, w.LastLines(40))
 	}
 	d := depth(t, q.URL)
 	rec := newRecorder(t, nil)
 	w2 := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--wait-time", "1s")
-	eventually(t, time.Minute, "every message handled once the handler answers", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	testkit.Eventually(t, time.Minute, "every message handled once the handler answers", func() bool { c, _ := rec.snapshot(); return len(c) == n })
 	w2.stop(syscall.SIGTERM, 30*time.Second)
 	counts, _ := rec.snapshot()
 	lost, _ := countLostAndDuplicates(sent, counts)

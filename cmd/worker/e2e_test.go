@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // sendAll creates a queue and sends n numbered bodies to it.
 func sendAll(t *testing.T, prefix string, n int, opts sqstest.QueueOptions) (sqstest.Queue, []string) {
 	t.Helper()
-	q, err := server.CreateQueue(ctxT(t), prefix, opts)
+	q, err := server.CreateQueue(t.Context(), prefix, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := bodies(prefix, n)
-	if err := server.SendBodies(ctxT(t), q.URL, b, nil); err != nil {
+	if err := server.SendBodies(t.Context(), q.URL, b, nil); err != nil {
 		t.Fatal(err)
 	}
 	return q, b
@@ -26,15 +27,15 @@ func sendAll(t *testing.T, prefix string, n int, opts sqstest.QueueOptions) (sqs
 
 func depth(t *testing.T, url string) sqstest.Depth {
 	t.Helper()
-	d, err := server.QueueDepth(ctxT(t), url)
+	d, err := server.QueueDepth(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func requestsPerMessage(m map[string]float64) float64 {
-	return m["sqsworker_sqs_requests_total"] / m["sqsworker_messages_received_total"]
+func requestsPerMessage(m sqstest.Metrics) float64 {
+	return m.Value("sqsworker_sqs_requests_total") / m.Value("sqsworker_messages_received_total")
 }
 
 func TestFiveThousandMessagesNoneLost(t *testing.T) {
@@ -43,8 +44,8 @@ func TestFiveThousandMessagesNoneLost(t *testing.T) {
 	rec := newRecorder(t, nil)
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "32", "--fetchers", "4", "--wait-time", "2s")
 
-	eventually(t, 3*time.Minute, "every message deleted", func() bool {
-		return w.scrape()["sqsworker_messages_deleted_total"] >= n
+	testkit.Eventually(t, 3*time.Minute, "every message deleted", func() bool {
+		return w.scrape().Value("sqsworker_messages_deleted_total") >= n
 	})
 	m := w.scrape()
 	rpm := requestsPerMessage(m)
@@ -84,11 +85,11 @@ func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 
 	// Hold the handlers for 3x the visibility timeout, measured from when
 	// they all started, then let them finish.
-	eventually(t, 30*time.Second, "3 handlers running", func() bool { _, n := rec.snapshot(); return n == 3 })
+	testkit.Eventually(t, 30*time.Second, "3 handlers running", func() bool { _, n := rec.snapshot(); return n == 3 })
 	held := time.After(6500 * time.Millisecond)
 	<-held
 	releaseOnce.Do(func() { close(release) })
-	eventually(t, 30*time.Second, "3 deletes", func() bool { return w.scrape()["sqsworker_messages_deleted_total"] == 3 })
+	testkit.Eventually(t, 30*time.Second, "3 deletes", func() bool { return w.scrape().Value("sqsworker_messages_deleted_total") == 3 })
 	m := w.scrape()
 	w.stop(syscall.SIGTERM, time.Minute)
 
@@ -98,11 +99,11 @@ func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 			t.Errorf("%s handled %d times, want 1 (redelivered while its handler ran)", b, counts[b])
 		}
 	}
-	calls := m["sqsworker_sqs_requests_total{action=ChangeMessageVisibilityBatch,outcome=ok}"]
-	t.Logf("figures: extensions=%v change_visibility_batch_calls=%v", m["sqsworker_visibility_extensions_total"], calls)
-	if calls < 2 || m["sqsworker_visibility_extensions_total"] < 6 {
+	calls := m.Value("sqsworker_sqs_requests_total", "action", "ChangeMessageVisibilityBatch", "outcome", "ok")
+	t.Logf("figures: extensions=%v change_visibility_batch_calls=%v", m.Value("sqsworker_visibility_extensions_total"), calls)
+	if calls < 2 || m.Value("sqsworker_visibility_extensions_total") < 6 {
 		t.Errorf("want >= 2 ChangeMessageVisibilityBatch calls extending >= 6 leases, got %v calls, %v extensions",
-			calls, m["sqsworker_visibility_extensions_total"])
+			calls, m.Value("sqsworker_visibility_extensions_total"))
 	}
 	if d := depth(t, q.URL); d.Visible+d.InFlight != 0 {
 		t.Errorf("queue not empty: %+v", d)
@@ -110,13 +111,13 @@ func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 }
 
 func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
-	q, err := server.CreateQueue(ctxT(t), "e2e-poison", sqstest.QueueOptions{MaxReceiveCount: 3})
+	q, err := server.CreateQueue(t.Context(), "e2e-poison", sqstest.QueueOptions{MaxReceiveCount: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	good := bodies("good", 1000)
 	all := append([]string{"poison-1"}, good...)
-	if err := server.SendBodies(ctxT(t), q.URL, all, nil); err != nil {
+	if err := server.SendBodies(t.Context(), q.URL, all, nil); err != nil {
 		t.Fatal(err)
 	}
 	var firstFail time.Time
@@ -138,9 +139,9 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL,
 		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s", "--wait-time", "1s")
 
-	eventually(t, time.Minute, "the poison message in the DLQ", func() bool { return depth(t, q.DLQURL).Visible == 1 })
-	eventually(t, time.Minute, "every good message deleted", func() bool {
-		return w.scrape()["sqsworker_messages_deleted_total"] == float64(len(good))
+	testkit.Eventually(t, time.Minute, "the poison message in the DLQ", func() bool { return depth(t, q.DLQURL).Visible == 1 })
+	testkit.Eventually(t, time.Minute, "every good message deleted", func() bool {
+		return w.scrape().Value("sqsworker_messages_deleted_total") == float64(len(good))
 	})
 	m := w.scrape()
 	w.stop(syscall.SIGTERM, time.Minute)
@@ -154,7 +155,7 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 	}
 	_ = firstFail
 	t.Logf("figures: poison_receives=%d retry_gaps=%v failures=%v dlq_visible=1 good=%d good_lost=%d good_duplicates=%d",
-		counts["poison-1"], gaps, m["sqsworker_messages_processed_total{outcome=failure}"], len(good), lost, dup)
+		counts["poison-1"], gaps, m.Value("sqsworker_messages_processed_total", "outcome", "failure"), len(good), lost, dup)
 	if counts["poison-1"] != 3 {
 		t.Errorf("poison handled %d times, want 3 (maxReceiveCount)", counts["poison-1"])
 	}
@@ -174,7 +175,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	rec := newRecorder(t, working(5*time.Millisecond))
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16",
 		"--wait-time", "2s", "--shutdown-timeout", "20s")
-	eventually(t, time.Minute, "some messages handled", func() bool { _, total := rec.snapshot(); return total > 300 })
+	testkit.Eventually(t, time.Minute, "some messages handled", func() bool { _, total := rec.snapshot(); return total > 300 })
 	start := time.Now()
 	if code := w.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM, want 0", code)
@@ -193,8 +194,8 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	}
 
 	w2 := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16", "--wait-time", "1s")
-	eventually(t, 2*time.Minute, "the rest handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
-	eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	testkit.Eventually(t, 2*time.Minute, "the rest handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	testkit.Eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
 	w2.stop(syscall.SIGTERM, 30*time.Second)
 	counts, _ := rec.snapshot()
 	dup := 0

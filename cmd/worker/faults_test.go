@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // countLostAndDuplicates compares what was sent with what was handled.
@@ -33,15 +34,14 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 		"--wait-time", "1s", "--visibility-timeout", "3s"}
 	w := startWorker(t, args...)
 	killAt := 1000 + rand.IntN(6000) //nolint:gosec // a random moment, not a secret
-	eventually(t, 2*time.Minute, fmt.Sprintf("%d handled", killAt), func() bool { _, total := rec.snapshot(); return total >= killAt })
-	inFlight := w.scrape()["sqsworker_messages_in_flight"]
-	_ = w.cmd.Process.Kill()
-	<-w.done
+	testkit.Eventually(t, 2*time.Minute, fmt.Sprintf("%d handled", killAt), func() bool { _, total := rec.snapshot(); return total >= killAt })
+	inFlight := w.scrape().Value("sqsworker_messages_in_flight")
+	w.Kill()
 	_, handledAtKill := rec.snapshot()
 
 	w2 := startWorker(t, args...)
-	eventually(t, 3*time.Minute, "every message handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
-	eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	testkit.Eventually(t, 3*time.Minute, "every message handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	testkit.Eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
 	w2.stop(syscall.SIGTERM, 30*time.Second)
 	counts, _ := rec.snapshot()
 	lost, dup := countLostAndDuplicates(sent, counts)
@@ -64,7 +64,7 @@ func TestSIGTERMThreeTimesNoLossNoDuplicates(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		_, before := rec.snapshot()
 		w := startWorker(t, args...)
-		eventually(t, time.Minute, "progress", func() bool { _, total := rec.snapshot(); return total >= before+400 })
+		testkit.Eventually(t, time.Minute, "progress", func() bool { _, total := rec.snapshot(); return total >= before+400 })
 		start := time.Now()
 		if code := w.stop(syscall.SIGTERM, 20*time.Second); code != 0 {
 			t.Fatalf("round %d: exit status %d", round, code)
@@ -76,8 +76,8 @@ func TestSIGTERMThreeTimesNoLossNoDuplicates(t *testing.T) {
 		}
 	}
 	w := startWorker(t, args...)
-	eventually(t, 2*time.Minute, "every message handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
-	eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	testkit.Eventually(t, 2*time.Minute, "every message handled", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	testkit.Eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
 	w.stop(syscall.SIGTERM, 20*time.Second)
 	counts, _ := rec.snapshot()
 	lost, dup := countLostAndDuplicates(sent, counts)
@@ -89,7 +89,7 @@ func TestSIGTERMThreeTimesNoLossNoDuplicates(t *testing.T) {
 
 func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 	const groups, perGroup = 20, 200
-	q, err := server.CreateQueue(ctxT(t), "fault-fifo", sqstest.QueueOptions{FIFO: true})
+	q, err := server.CreateQueue(t.Context(), "fault-fifo", sqstest.QueueOptions{FIFO: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 			sent = append(sent, fmt.Sprintf("g%02d-%04d", g, i))
 		}
 	}
-	if err := server.SendBodies(ctxT(t), q.URL, sent, func(i int) string { return sent[i][:3] }); err != nil {
+	if err := server.SendBodies(t.Context(), q.URL, sent, func(i int) string { return sent[i][:3] }); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -119,8 +119,8 @@ func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 	})
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", "16",
 		"--wait-time", "1s", "--retry-backoff-min", "0s", "--retry-backoff-max", "0s")
-	eventually(t, 3*time.Minute, "every message handled", func() bool {
-		return w.scrape()["sqsworker_messages_deleted_total"] >= groups*perGroup
+	testkit.Eventually(t, 3*time.Minute, "every message handled", func() bool {
+		return w.scrape().Value("sqsworker_messages_deleted_total") >= groups*perGroup
 	})
 	w.stop(syscall.SIGTERM, 30*time.Second)
 	mu.Lock()
@@ -153,18 +153,18 @@ func TestHeartbeatsAtScaleNoRedelivery(t *testing.T) {
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL, "--concurrency", strconv.Itoa(n),
 		"--prefetch", "0", "--fetchers", "8", "--wait-time", "1s", "--visibility-timeout", "3s")
-	eventually(t, time.Minute, "every message held by a handler", func() bool { c, _ := rec.snapshot(); return len(c) == n })
+	testkit.Eventually(t, time.Minute, "every message held by a handler", func() bool { c, _ := rec.snapshot(); return len(c) == n })
 	before := w.scrape()
 	<-time.After(15 * time.Second) // hold them 5x the visibility timeout
 	after := w.scrape()
 	releaseOnce.Do(func() { close(release) })
-	eventually(t, time.Minute, "every message deleted", func() bool { return w.scrape()["sqsworker_messages_deleted_total"] == n })
+	testkit.Eventually(t, time.Minute, "every message deleted", func() bool { return w.scrape().Value("sqsworker_messages_deleted_total") == n })
 	w.stop(syscall.SIGTERM, 30*time.Second)
 
 	counts, total := rec.snapshot()
 	_, dup := countLostAndDuplicates(sent, counts)
-	calls := after["sqsworker_visibility_extension_batches_total"] - before["sqsworker_visibility_extension_batches_total"]
-	exts := after["sqsworker_visibility_extensions_total"] - before["sqsworker_visibility_extensions_total"]
+	calls := after.Value("sqsworker_visibility_extension_batches_total") - before.Value("sqsworker_visibility_extension_batches_total")
+	exts := after.Value("sqsworker_visibility_extensions_total") - before.Value("sqsworker_visibility_extensions_total")
 	rounds := exts / n
 	t.Logf("figures: held=%d redeliveries=%d extension_calls=%.0f rounds=%.1f calls_per_round=%.1f (ideal %d)",
 		n, dup, calls, rounds, calls/rounds, (n+9)/10)

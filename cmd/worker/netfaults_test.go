@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // faultLasts holds a fault in place for d: the length of the fault is the
@@ -16,15 +16,6 @@ func faultLasts(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	<-t.C
-}
-
-func (p *proc) ready() bool {
-	resp, err := http.Get("http://" + p.metrics + "/readyz")
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // TestNetworkFaultsLoseNothing puts a TCP fault proxy between the worker
@@ -46,7 +37,7 @@ func TestNetworkFaultsLoseNothing(t *testing.T) {
 	progress := func(what string) {
 		t.Helper()
 		_, from := rec.snapshot()
-		eventually(t, 2*time.Minute, fmt.Sprintf("%d more handled %s", step, what), func() bool {
+		testkit.Eventually(t, 2*time.Minute, fmt.Sprintf("%d more handled %s", step, what), func() bool {
 			_, total := rec.snapshot()
 			return total >= from+step
 		})
@@ -83,12 +74,12 @@ func TestNetworkFaultsLoseNothing(t *testing.T) {
 	}
 	_, afterStall := rec.snapshot()
 
-	eventually(t, 3*time.Minute, "every message handled after the faults", func() bool {
+	testkit.Eventually(t, 3*time.Minute, "every message handled after the faults", func() bool {
 		c, _ := rec.snapshot()
 		return len(c) == n
 	})
-	eventually(t, 2*time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
-	eventually(t, time.Minute, "the worker ready again", w.ready)
+	testkit.Eventually(t, 2*time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	testkit.Eventually(t, time.Minute, "the worker ready again", w.ready)
 	m := w.scrape()
 	if code := w.stop(syscall.SIGTERM, time.Minute); code != 0 {
 		t.Errorf("exit status %d, want 0", code)
@@ -96,10 +87,10 @@ func TestNetworkFaultsLoseNothing(t *testing.T) {
 	counts, _ := rec.snapshot()
 	lost, dup := countLostAndDuplicates(sent, counts)
 	t.Logf("figures: sent=%d lost=%d duplicates=%d handled_during_stall=%d sqs_request_errors=%.0f leases_lost=%.0f",
-		n, lost, dup, afterStall-beforeStall, m["sqsworker_sqs_requests_total{action=ReceiveMessage,outcome=error}"]+
-			m["sqsworker_sqs_requests_total{action=DeleteMessageBatch,outcome=error}"]+
-			m["sqsworker_sqs_requests_total{action=ChangeMessageVisibilityBatch,outcome=error}"],
-		m["sqsworker_leases_lost_total"])
+		n, lost, dup, afterStall-beforeStall, m.Value("sqsworker_sqs_requests_total", "action", "ReceiveMessage", "outcome", "error")+
+			m.Value("sqsworker_sqs_requests_total", "action", "DeleteMessageBatch", "outcome", "error")+
+			m.Value("sqsworker_sqs_requests_total", "action", "ChangeMessageVisibilityBatch", "outcome", "error"),
+		m.Value("sqsworker_leases_lost_total"))
 	if lost != 0 {
 		t.Errorf("%d messages lost", lost)
 	}

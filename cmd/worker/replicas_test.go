@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // stamps records when each handler call of one replica ended.
@@ -32,14 +33,14 @@ func (s *stamps) count() int {
 // then adds two more: nothing is lost, and the three together handle at
 // least 2.5x the messages per second of the one. The handler takes 20ms
 // and each replica runs 8 at once, so a replica's rate is set by its
-// handlers, not by this machine's two cores; the replicas are built
+// handlers, not by the machine's cores; the replicas are built
 // without -race for the same reason.
 func TestThreeReplicasScale(t *testing.T) {
 	const n, handlerTime, concurrency = 20000, 20 * time.Millisecond, "8"
 	q, sent := sendAll(t, "replicas", n, sqstest.QueueOptions{VisibilityTimeout: 30})
 	var counts [3]*recorder
 	var times [3]stamps
-	var workers [3]*proc
+	var workers [3]proc
 	for i := range counts {
 		counts[i] = newRecorder(t, func(string, int) int {
 			working(handlerTime)("", 0)
@@ -55,21 +56,21 @@ func TestThreeReplicasScale(t *testing.T) {
 
 	// One replica: its rate between its 200th and 2,000th message.
 	startReplica(0)
-	eventually(t, time.Minute, "200 handled by one replica", func() bool { return times[0].count() >= 200 })
+	testkit.Eventually(t, time.Minute, "200 handled by one replica", func() bool { return times[0].count() >= 200 })
 	soloFrom, soloStart := times[0].count(), time.Now()
-	eventually(t, time.Minute, "2,000 handled by one replica", func() bool { return times[0].count() >= 2000 })
+	testkit.Eventually(t, time.Minute, "2,000 handled by one replica", func() bool { return times[0].count() >= 2000 })
 	solo := float64(times[0].count()-soloFrom) / time.Since(soloStart).Seconds()
 
 	// Three replicas: their summed rate once all three are handling,
 	// until 90% of the queue is done (the tail drains unevenly).
 	startReplica(1)
 	startReplica(2)
-	eventually(t, time.Minute, "the new replicas handling", func() bool { return times[1].count() >= 100 && times[2].count() >= 100 })
+	testkit.Eventually(t, time.Minute, "the new replicas handling", func() bool { return times[1].count() >= 100 && times[2].count() >= 100 })
 	trioFrom, trioStart := total(), time.Now()
-	eventually(t, 3*time.Minute, "90% handled", func() bool { return total() >= n*9/10 })
+	testkit.Eventually(t, 3*time.Minute, "90% handled", func() bool { return total() >= n*9/10 })
 	trio := float64(total()-trioFrom) / time.Since(trioStart).Seconds()
 
-	eventually(t, 2*time.Minute, "every message handled", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "every message handled", func() bool {
 		seen := 0
 		for _, r := range counts {
 			c, _ := r.snapshot()
@@ -77,7 +78,7 @@ func TestThreeReplicasScale(t *testing.T) {
 		}
 		return seen >= n
 	})
-	eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
+	testkit.Eventually(t, time.Minute, "the queue empty", func() bool { d := depth(t, q.URL); return d.Visible+d.InFlight == 0 })
 	var rpm float64
 	for i, w := range workers {
 		rpm += requestsPerMessage(w.scrape()) / 3

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // TestSecondSignalMeansNow: with a handler busy for a minute and long polls
@@ -35,16 +36,16 @@ func TestSecondSignalMeansNow(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the message never reached the handler")
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	eventually(t, 30*time.Second, "the worker to log the first signal", func() bool {
-		return strings.Contains(p.logs(), "stopping gracefully")
+	_ = p.Signal(syscall.SIGTERM)
+	testkit.Eventually(t, 30*time.Second, "the worker to log the first signal", func() bool {
+		return strings.Contains(p.Logs(), "stopping gracefully")
 	})
 	second := time.Now()
 	if code := p.stop(syscall.SIGINT, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d after the second signal; want 0", code)
 	}
 	took := time.Since(second)
-	logs := p.logs()
+	logs := p.Logs()
 	for _, want := range []string{"forced stop", "cancelling long polls still waiting"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log lacks %q", want)

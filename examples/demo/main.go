@@ -51,18 +51,18 @@ type demo struct {
 	o          options
 	server     *sqstest.Server
 	queue      sqstest.Queue
-	handler    *child
+	handler    *sqstest.Process
 	handlerURL string
-	worker     *child
-	log        *workerLog
-	started    startedLine
+	worker     *sqstest.Worker
 }
 
 // cleanup kills whatever is still running; on the success path everything
 // has already been stopped gracefully and this does nothing.
 func (d *demo) cleanup() {
-	d.worker.kill()
-	d.handler.kill()
+	if d.worker != nil {
+		d.worker.Kill()
+	}
+	d.handler.Kill()
 	if d.server != nil {
 		d.server.Stop()
 	}
@@ -78,7 +78,7 @@ func run(o options) error {
 	}
 	t, err := d.waitUntilDone(ctx)
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w\nlast lines of the worker's log:\n%s", err, d.log.tail())
+		return fmt.Errorf("%w\nlast lines of the worker's log:\n%s", err, d.worker.LastLines(40))
 	}
 	if err != nil {
 		return err
@@ -109,19 +109,19 @@ func (d *demo) setUp(ctx context.Context) error {
 		return err
 	}
 	step("handler listening at %s", d.handlerURL)
-	args := []string{"run",
-		"--queue-url", d.queue.URL, "--http-url", d.handlerURL, "--metrics-addr", "127.0.0.1:0",
-		"--concurrency", "32", "--fetchers", "4", "--wait-time", "2s",
-		"--retry-backoff-min", "1s", "--retry-backoff-max", "2s",
-		// JSON at info, so the demo can read the "worker started" line;
-		// it shows only warnings and errors unless --verbose.
-		"--log-format", "json", "--log-level", "info",
-	}
-	env := append(os.Environ(), d.server.Env()...)
-	if d.worker, d.log, d.started, err = startWorker(d.o.worker, args, env, d.o.verbose); err != nil {
+	// The worker logs JSON at info, so that the harness reads its
+	// "worker started" line; the demo shows only warnings and errors
+	// unless --verbose.
+	d.worker, err = d.server.StartWorker(d.o.worker, sqstest.WorkerOptions{
+		Args: []string{"--queue-url", d.queue.URL, "--http-url", d.handlerURL,
+			"--concurrency", "32", "--fetchers", "4", "--wait-time", "2s",
+			"--retry-backoff-min", "1s", "--retry-backoff-max", "2s"},
+		Line: passLog(d.o.verbose),
+	})
+	if err != nil {
 		return err
 	}
-	step("worker started; metrics at http://%s/metrics", d.started.metricsAddr)
+	step("worker started; metrics at http://%s/metrics", d.worker.MetricsAddr)
 	return nil
 }
 
@@ -152,11 +152,11 @@ func (d *demo) finish(ctx context.Context, t timings) (report, error) {
 	}
 
 	stopAt := time.Now()
-	if r.workerExit, err = d.worker.stop(45 * time.Second); err != nil {
+	if r.workerExit, err = d.worker.Stop(syscall.SIGTERM, 45*time.Second); err != nil {
 		return r, err
 	}
 	step("worker stopped %.1fs after SIGTERM, exit status %d", time.Since(stopAt).Seconds(), r.workerExit)
-	if _, err := d.handler.stop(15 * time.Second); err != nil {
+	if _, err := d.handler.Stop(syscall.SIGTERM, 15*time.Second); err != nil {
 		return r, err
 	}
 	if r.left, err = d.server.QueueDepth(ctx, d.queue.URL); err != nil {
@@ -174,16 +174,16 @@ func (d *demo) finish(ctx context.Context, t timings) (report, error) {
 // settledMetrics scrapes until the worker has counted every delete the
 // server already made (the counter moves just after the server answers),
 // or for at most five seconds.
-func (d *demo) settledMetrics(ctx context.Context) (metrics, error) {
+func (d *demo) settledMetrics(ctx context.Context) (sqstest.Metrics, error) {
 	want := float64(d.o.messages - d.o.poison)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, err := scrape(ctx, d.started.metricsAddr)
-		if err != nil || m.sum("sqsworker_messages_deleted_total") >= want || time.Now().After(deadline) {
-			return m, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var m sqstest.Metrics
+	var err error
+	// Past the five seconds the last scrape is what there is.
+	_ = sqstest.Poll(ctx, 5*time.Second, 50*time.Millisecond, "the worker to count every delete", func() bool {
+		m, err = d.worker.Scrape(ctx)
+		return err != nil || m.Value("sqsworker_messages_deleted_total") >= want
+	})
+	return m, err
 }
 
 func step(format string, args ...any) {

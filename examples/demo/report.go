@@ -25,13 +25,16 @@ type report struct {
 	dlq        int
 }
 
-func (r *report) fromMetrics(m metrics) {
-	r.received = int(m.sum("sqsworker_messages_received_total"))
-	r.succeeded = m.processed("success")
-	r.failed = m.processed("failure")
-	r.unexpected = m.processed("panic") + m.processed("timeout") + m.processed("lost")
-	r.deleted = int(m.sum("sqsworker_messages_deleted_total"))
-	r.requests = m.sum("sqsworker_sqs_requests_total")
+func (r *report) fromMetrics(m sqstest.Metrics) {
+	processed := func(outcome string) int {
+		return int(m.Value("sqsworker_messages_processed_total", "outcome", outcome))
+	}
+	r.received = int(m.Value("sqsworker_messages_received_total"))
+	r.succeeded = processed("success")
+	r.failed = processed("failure")
+	r.unexpected = processed("panic") + processed("timeout") + processed("lost")
+	r.deleted = int(m.Value("sqsworker_messages_deleted_total"))
+	r.requests = m.Value("sqsworker_sqs_requests_total")
 }
 
 func (r report) print(w io.Writer) {

@@ -40,49 +40,46 @@ const pollEvery = 50 * time.Millisecond
 // poison message, printing progress every second.
 func (d *demo) waitUntilDone(ctx context.Context) (timings, error) {
 	var t timings
-	ctx, cancel := context.WithTimeout(ctx, d.o.timeout)
-	defer cancel()
-	poll := time.NewTicker(pollEvery)
-	defer poll.Stop()
-	lastPrint := time.Now()
 	var p progress
-	for {
-		select {
-		case <-ctx.Done():
-			return t, d.notDone(ctx, p)
-		case <-d.worker.done:
-			return t, fmt.Errorf("the worker exited early with status %d: %s", d.worker.exit, p)
-		case <-poll.C:
+	var stopped error // why the polling stopped before the queue was done
+	lastPrint := time.Now()
+	err := sqstest.Poll(ctx, d.o.timeout, pollEvery, "the queue to be done", func() bool {
+		if d.worker.Exited() {
+			stopped = fmt.Errorf("the worker exited early with status %d: %s", d.worker.ExitCode(), p)
+			return true
 		}
 		next, err := d.look(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return t, d.notDone(ctx, p)
+			if ctx.Err() == nil {
+				stopped = err
 			}
-			return t, err
+			return ctx.Err() == nil
 		}
 		p = next
-		now := time.Since(d.started.at)
+		now := time.Since(d.worker.ReadyAt)
 		if t.lastSuccess == 0 && p.handled.OK >= d.o.messages-d.o.poison {
 			t.lastSuccess = now
 		}
 		if p.done(d.o.poison) {
 			t.done = now
 			step("%5.1fs  %s (done)", now.Seconds(), p)
-			return t, nil
+			return true
 		}
 		if time.Since(lastPrint) >= time.Second {
 			lastPrint = time.Now()
 			step("%5.1fs  %s", now.Seconds(), p)
 		}
+		return false
+	})
+	switch {
+	case stopped != nil:
+		return t, stopped
+	case errors.Is(err, context.Canceled):
+		return t, fmt.Errorf("interrupted: %s", p)
+	case err != nil:
+		return t, fmt.Errorf("the queue was not done after %s: %s", d.o.timeout, p)
 	}
-}
-
-func (d *demo) notDone(ctx context.Context, p progress) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("the queue was not done after %s: %s", d.o.timeout, p)
-	}
-	return fmt.Errorf("interrupted: %s", p)
+	return t, nil
 }
 
 func (d *demo) look(ctx context.Context) (progress, error) {

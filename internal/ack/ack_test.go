@@ -9,27 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
-)
-
-var (
-	toFloat64 = testkit.Value
-	waitFor   = testkit.WaitFor
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.WrapTestMain(m)
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -243,10 +236,10 @@ func TestDeleteBatches(t *testing.T) {
 				}
 			}
 			checkRemovedOnce(t, leases, msgs)
-			if got := toFloat64(m.MessagesDeleted); got != float64(tt.n) {
+			if got := testkit.Value(m.MessagesDeleted); got != float64(tt.n) {
 				t.Errorf("messages deleted = %v; want %d", got, tt.n)
 			}
-			if got := toFloat64(m.DeleteFailures); got != 0 {
+			if got := testkit.Value(m.DeleteFailures); got != 0 {
 				t.Errorf("delete failures = %v; want 0", got)
 			}
 			if b := d.backlog(); b != 0 {
@@ -426,17 +419,17 @@ func TestDeletePartialFailure(t *testing.T) {
 				}
 			}
 			checkRemovedOnce(t, leases, msgs)
-			if got := toFloat64(m.MessagesDeleted); got != float64(tt.wantDeleted) {
+			if got := testkit.Value(m.MessagesDeleted); got != float64(tt.wantDeleted) {
 				t.Errorf("messages deleted = %v; want %d", got, tt.wantDeleted)
 			}
 			wantTotal := 0
 			for code, want := range tt.wantFailed {
 				wantTotal += want
-				if got := toFloat64(m.DeleteFailures.WithLabelValues(code)); got != float64(want) {
+				if got := testkit.Value(m.DeleteFailures.WithLabelValues(code)); got != float64(want) {
 					t.Errorf("delete failures{code=%q} = %v; want %d", code, got, want)
 				}
 			}
-			if got := toFloat64(m.DeleteFailures); got != float64(wantTotal) {
+			if got := testkit.Value(m.DeleteFailures); got != float64(wantTotal) {
 				t.Errorf("delete failures (all codes) = %v; want %d", got, wantTotal)
 			}
 			if b := d.backlog(); b != 0 {
@@ -492,10 +485,10 @@ func TestDeleteRetriesFailedCalls(t *testing.T) {
 			}
 			checkRequests(t, reqs)
 			checkRemovedOnce(t, leases, msgs)
-			if got := toFloat64(m.MessagesDeleted); got != n {
+			if got := testkit.Value(m.MessagesDeleted); got != n {
 				t.Errorf("messages deleted = %v; want %d", got, n)
 			}
-			if got := toFloat64(m.DeleteFailures); got != 0 {
+			if got := testkit.Value(m.DeleteFailures); got != 0 {
 				t.Errorf("delete failures = %v; want 0", got)
 			}
 		})
@@ -545,10 +538,10 @@ func TestDeleteSkipsDeadLeases(t *testing.T) {
 				t.Errorf("dead lease's handle sent %d times; want %d", got, tt.wantSends)
 			}
 			checkRemovedOnce(t, leases, msgs)
-			if got := toFloat64(m.MessagesDeleted); got != 4 {
+			if got := testkit.Value(m.MessagesDeleted); got != 4 {
 				t.Errorf("messages deleted = %v; want 4", got)
 			}
-			if got := toFloat64(m.DeleteFailures.WithLabelValues("lease_lost")); got != 1 {
+			if got := testkit.Value(m.DeleteFailures.WithLabelValues("lease_lost")); got != 1 {
 				t.Errorf("delete failures{lease_lost} = %v; want 1", got)
 			}
 			if b := d.backlog(); b != 0 {
@@ -585,7 +578,7 @@ func TestDeleteRedeliveredMessageOnce(t *testing.T) {
 		t.Errorf("handles sent = %v; want %v", handles, want)
 	}
 	checkRemovedOnce(t, leases, []*message.Message{old, other, redelivered})
-	if got := toFloat64(m.MessagesDeleted); got != 2 {
+	if got := testkit.Value(m.MessagesDeleted); got != 2 {
 		t.Errorf("messages deleted = %v; want 2", got)
 	}
 	if b := d.backlog(); b != 0 {
@@ -603,7 +596,7 @@ func TestStopFlushesAndIsIdempotent(t *testing.T) {
 	d.Start(t.Context()) // harmless
 	deleteAll(t, d, msgs)
 	stop(t, d)
-	if got := toFloat64(m.MessagesDeleted); got != 3 {
+	if got := testkit.Value(m.MessagesDeleted); got != 3 {
 		t.Errorf("messages deleted after Stop = %v; want 3", got)
 	}
 	checkRemovedOnce(t, leases, msgs)
@@ -624,7 +617,7 @@ func TestStopBeforeStart(t *testing.T) {
 	stop(t, d)
 	stop(t, d)
 	d.Start(t.Context()) // after Stop: harmless, starts nothing
-	if got := toFloat64(m.MessagesDeleted); got != 2 {
+	if got := testkit.Value(m.MessagesDeleted); got != 2 {
 		t.Errorf("messages deleted = %v; want 2", got)
 	}
 	checkRemovedOnce(t, leases, msgs)
@@ -638,8 +631,8 @@ func TestFlushIntervalSendsPartialBatch(t *testing.T) {
 	d, m := newTestDeleter(t, Config{FlushInterval: time.Millisecond}, api, leases)
 	d.Start(t.Context())
 	deleteAll(t, d, msgs)
-	waitFor(t, "the partial batch to be flushed without Stop", func() bool {
-		return toFloat64(m.MessagesDeleted) == 3
+	testkit.Eventually(t, 10*time.Second, "the partial batch to be flushed without Stop", func() bool {
+		return testkit.Value(m.MessagesDeleted) == 3
 	})
 	checkRemovedOnce(t, leases, msgs)
 	stop(t, d)
@@ -667,10 +660,10 @@ func TestStopDeadlineAbandons(t *testing.T) {
 		t.Errorf("Stop = %v; want context.Canceled", err)
 	}
 	checkRemovedOnce(t, leases, msgs)
-	if got := toFloat64(m.DeleteFailures.WithLabelValues("abandoned")); got != 3 {
+	if got := testkit.Value(m.DeleteFailures.WithLabelValues("abandoned")); got != 3 {
 		t.Errorf("delete failures{abandoned} = %v; want 3", got)
 	}
-	if got := toFloat64(m.MessagesDeleted); got != 0 {
+	if got := testkit.Value(m.MessagesDeleted); got != 0 {
 		t.Errorf("messages deleted = %v; want 0", got)
 	}
 	if b := d.backlog(); b != 0 {
@@ -695,7 +688,7 @@ func TestDeleteBackpressure(t *testing.T) {
 	d, m := newTestDeleter(t, Config{MaxPending: 20, FlushInterval: time.Hour, RequestTimeout: time.Hour}, api, leases)
 	d.Start(t.Context())
 	deleteAll(t, d, msgs[:20])
-	waitFor(t, "two batches in flight", func() bool { return len(api.requests()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "two batches in flight", func() bool { return len(api.requests()) == 2 })
 	if !d.gated() {
 		t.Fatal("backlog of 20 with MaxPending 20 does not block Delete")
 	}
@@ -711,7 +704,7 @@ func TestDeleteBackpressure(t *testing.T) {
 	}
 
 	release <- struct{}{} // one batch settles: the backlog is 10, not below 10
-	waitFor(t, "the first batch to settle", func() bool { return toFloat64(m.MessagesDeleted) == 10 })
+	testkit.Eventually(t, 10*time.Second, "the first batch to settle", func() bool { return testkit.Value(m.MessagesDeleted) == 10 })
 	if b := d.backlog(); b != 10 {
 		t.Errorf("backlog = %d; want 10", b)
 	}
@@ -735,7 +728,7 @@ func TestDeleteBackpressure(t *testing.T) {
 	}
 	close(release)
 	stop(t, d)
-	if got := toFloat64(m.MessagesDeleted); got != 21 {
+	if got := testkit.Value(m.MessagesDeleted); got != 21 {
 		t.Errorf("messages deleted = %v; want 21", got)
 	}
 	checkRemovedOnce(t, leases, msgs)
@@ -751,7 +744,7 @@ func TestDeleteBackpressureMaxPendingOne(t *testing.T) {
 	if err := d.Delete(t.Context(), msgs[0]); err != nil {
 		t.Fatalf("first Delete: %v", err)
 	}
-	waitFor(t, "the first delete to settle", func() bool { return toFloat64(m.MessagesDeleted) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the first delete to settle", func() bool { return testkit.Value(m.MessagesDeleted) == 1 })
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := d.Delete(ctx, msgs[1]); err != nil {

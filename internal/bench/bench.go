@@ -1,6 +1,7 @@
-// Package bench runs issue 4's performance scenarios (P1–P6) against the
-// local SQS-compatible server, each beside its limit measured in the same
-// run, and reports them as rows of a table. cmd/sqsbench is its front end.
+// Package bench runs sqsworker's performance scenarios against the local
+// SQS-compatible server, each figure beside the limit or baseline it is
+// judged by, measured in the same run, and reports them as rows of a
+// table. cmd/sqsbench is its front end.
 package bench
 
 import (
@@ -19,10 +20,44 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
-// Scenarios are the scenario ids in the order they run. BIN is P1/P2
-// through the real worker binary with an HTTP no-op handler, which shows
-// that the in-process figures hold for the binary.
-var Scenarios = []string{"P1", "P2", "BIN", "P3", "P4", "P5", "P6"}
+// The scenarios, each named by what it measures.
+const (
+	scenarioThroughput = "noop-throughput"
+	scenarioRequests   = "requests-per-message"
+	scenarioBinary     = "binary-noop"
+	scenarioLongTail   = "long-tail-utilization"
+	scenarioPickup     = "pickup-latency"
+	scenarioHeartbeat  = "heartbeat-cost"
+	scenarioFootprint  = "footprint"
+)
+
+// Scenario is one thing a run can measure.
+type Scenario struct {
+	// Name is what --scenarios takes and what each of its rows says.
+	Name string
+	// Measures says what it measures, against what.
+	Measures string
+}
+
+// Scenarios are the scenarios in the order they run.
+var Scenarios = []Scenario{
+	{scenarioThroughput, "msg/s of the in-process worker with a no-op handler ÷ a raw SDK receive-and-delete loop's"},
+	{scenarioRequests, "SQS requests per message at saturation, from the same worker runs, beside the floor of 0.2"},
+	{scenarioBinary, "the worker binary with an HTTP no-op handler: requests per message and msg/s beside the in-process worker's"},
+	{scenarioLongTail, "lognormal handler times at concurrency 200: throughput ÷ a zero-overhead consumer's, and how busy the slots stay"},
+	{scenarioPickup, "send → handler start on an idle worker, less the server's round trip"},
+	{scenarioHeartbeat, "1,000 messages held for several visibility timeouts: redeliveries and visibility calls per heartbeat round"},
+	{scenarioFootprint, "the worker binary's peak RSS and CPU with 1,000 messages of 1 KiB in flight"},
+}
+
+// ScenarioNames lists the scenarios' names in the order they run.
+func ScenarioNames() []string {
+	names := make([]string, len(Scenarios))
+	for i, s := range Scenarios {
+		names[i] = s.Name
+	}
+	return names
+}
 
 // Options shape a run. Zero fields take the defaults below.
 type Options struct {
@@ -33,41 +68,46 @@ type Options struct {
 	Scenarios []string
 	// Scale multiplies every message count. Defaults to 1.
 	Scale float64
-	// P1Messages overrides P1's (and BIN's) message count, 50,000 × Scale.
-	P1Messages int
-	// P1Rounds is how many rounds P1 alternates worker and raw loop in,
-	// at most one per 2,000 messages; each starts with the other side from
-	// the round before. Defaults to 6.
-	P1Rounds int
-	// Concurrency and Fetchers are the worker's for P1, P2, BIN and P4.
+	// ThroughputMessages overrides the message count of noop-throughput
+	// (and binary-noop), 50,000 × Scale.
+	ThroughputMessages int
+	// ThroughputRounds is how many rounds noop-throughput alternates worker
+	// and raw loop in, at most one per 2,000 messages; each starts with the
+	// other side from the round before. Defaults to 6.
+	ThroughputRounds int
+	// Concurrency and Fetchers are the worker's for noop-throughput,
+	// requests-per-message, binary-noop and pickup-latency.
 	// Default to the worker's defaults (16 and 2).
 	Concurrency, Fetchers int
 	// WaitTime is every long poll's wait. A worker lets its waiting polls
 	// return at shutdown, so a short wait keeps each scenario's shutdown
 	// short; at saturation a poll never waits. Defaults to 2s.
 	WaitTime time.Duration
-	// P3Concurrency is P3's handler concurrency. Defaults to 200.
-	P3Concurrency int
-	// P3Fetchers is P3's fetchers; 0 sizes them by the rule of thumb
-	// (rate × round trip ÷ 10, with headroom).
-	P3Fetchers int
-	// Seed draws P3's handler times. Defaults to 4.
+	// LongTailConcurrency is long-tail-utilization's handler concurrency.
+	// Defaults to 200.
+	LongTailConcurrency int
+	// LongTailFetchers is long-tail-utilization's fetchers; 0 sizes them by
+	// the rule of thumb (rate × round trip ÷ 10, with headroom).
+	LongTailFetchers int
+	// Seed draws long-tail-utilization's handler times. Defaults to 4.
 	Seed uint64
-	// P5Visibility is P5's visibility timeout. Defaults to 3s.
-	P5Visibility time.Duration
-	// P5Hold is how many visibility timeouts P5 holds its messages.
+	// HeartbeatVisibility is heartbeat-cost's visibility timeout. Defaults
+	// to 3s.
+	HeartbeatVisibility time.Duration
+	// HeartbeatHold is how many visibility timeouts heartbeat-cost holds
+	// its messages.
 	// Defaults to 5.
-	P5Hold float64
-	// P6Hold is how long P6's HTTP handler holds each message, so that
-	// 1,000 are in flight. Defaults to 500ms.
-	P6Hold time.Duration
-	// WorkerBinary is the worker to run for BIN and P6; empty builds
-	// ./cmd/worker into a temporary directory.
+	HeartbeatHold float64
+	// FootprintHold is how long footprint's HTTP handler holds each
+	// message, so that 1,000 are in flight. Defaults to 500ms.
+	FootprintHold time.Duration
+	// WorkerBinary is the worker to run for binary-noop and footprint;
+	// empty builds ./cmd/worker into a temporary directory.
 	WorkerBinary string
 	// CPUProfile and MemProfile, when set, receive pprof CPU and
 	// allocation profiles of each in-process scenario's worker phase
-	// (named PATH-P1.ext … when more than one scenario runs in-process;
-	// P1 profiles its first worker round).
+	// (named PATH-noop-throughput.ext … when more than one scenario runs
+	// in-process; noop-throughput profiles its first worker round).
 	CPUProfile, MemProfile string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
@@ -77,8 +117,8 @@ func (o *Options) defaults() {
 	if o.Scale <= 0 {
 		o.Scale = 1
 	}
-	if o.P1Rounds <= 0 {
-		o.P1Rounds = 6
+	if o.ThroughputRounds <= 0 {
+		o.ThroughputRounds = 6
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = config.DefaultConcurrency
@@ -89,26 +129,26 @@ func (o *Options) defaults() {
 	if o.WaitTime <= 0 {
 		o.WaitTime = 2 * time.Second
 	}
-	if o.P3Concurrency <= 0 {
-		o.P3Concurrency = 200
+	if o.LongTailConcurrency <= 0 {
+		o.LongTailConcurrency = 200
 	}
 	if o.Seed == 0 {
 		o.Seed = 4
 	}
-	if o.P5Visibility <= 0 {
-		o.P5Visibility = 3 * time.Second
+	if o.HeartbeatVisibility <= 0 {
+		o.HeartbeatVisibility = 3 * time.Second
 	}
-	if o.P5Hold <= 0 {
-		o.P5Hold = 5
+	if o.HeartbeatHold <= 0 {
+		o.HeartbeatHold = 5
 	}
-	if o.P6Hold <= 0 {
-		o.P6Hold = 500 * time.Millisecond
+	if o.FootprintHold <= 0 {
+		o.FootprintHold = 500 * time.Millisecond
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
 	if len(o.Scenarios) == 0 {
-		o.Scenarios = Scenarios
+		o.Scenarios = ScenarioNames()
 	}
 }
 
@@ -139,8 +179,9 @@ type env struct {
 	prof     *profiler
 	binary   string // built on first use
 	tmp      string
-	// p1res is what the in-process P1/P2 run measured, for BIN to compare.
-	p1res struct{ rate, rawRate, perMsg float64 }
+	// noop is what the in-process noop-throughput run measured, for
+	// binary-noop to compare.
+	noop struct{ rate, rawRate, perMsg float64 }
 }
 
 // Run starts the local server (and the latency proxy with RTT), runs the
@@ -150,8 +191,8 @@ type env struct {
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.defaults()
 	for _, s := range opts.Scenarios {
-		if !slices.Contains(Scenarios, s) {
-			return nil, fmt.Errorf("unknown scenario %q: choose from %s", s, strings.Join(Scenarios, ","))
+		if !slices.Contains(ScenarioNames(), s) {
+			return nil, fmt.Errorf("unknown scenario %q: choose from %s", s, strings.Join(ScenarioNames(), ","))
 		}
 	}
 	started := time.Now()
@@ -168,13 +209,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer srv.Stop()
 	e.srv, e.endpoint = srv, srv.Endpoint
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		if k != "AWS_ENDPOINT_URL_SQS" {
-			if err := os.Setenv(k, v); err != nil {
-				return nil, err
-			}
-		}
+	if err := srv.Setenv(); err != nil {
+		return nil, err
 	}
 	if opts.RTT > 0 {
 		proxy, err := sqstest.StartProxy(srv.Endpoint)
@@ -192,8 +228,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer func() { _ = os.RemoveAll(e.tmp) }()
 	e.prof = newProfiler(opts)
-	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. " +
-		"P1–P5 run the pipeline in-process (internal/worker, logs off), BIN and P6 the worker binary.")
+	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. "+
+		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s and %s run the worker binary.",
+		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioFootprint)
 	e.note("Long polls wait %s: a worker lets its waiting polls return at shutdown, and at saturation a poll never waits.", opts.WaitTime)
 	if opts.Scale != 1 {
 		e.note("Message counts are scaled by %g (--scale).", opts.Scale)
@@ -206,12 +243,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		ids []string
 		fn  func(context.Context) error
 	}{
-		{[]string{"P1", "P2"}, e.p1},
-		{[]string{"BIN"}, e.binaryP1},
-		{[]string{"P3"}, e.p3},
-		{[]string{"P4"}, e.p4},
-		{[]string{"P5"}, e.p5},
-		{[]string{"P6"}, e.p6},
+		{[]string{scenarioThroughput, scenarioRequests}, e.throughput},
+		{[]string{scenarioBinary}, e.binaryNoop},
+		{[]string{scenarioLongTail}, e.longTail},
+		{[]string{scenarioPickup}, e.pickup},
+		{[]string{scenarioHeartbeat}, e.heartbeat},
+		{[]string{scenarioFootprint}, e.footprint},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {
@@ -263,25 +300,6 @@ func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions
 		}
 	}
 	return q, nil
-}
-
-// waitFor polls cond every interval until it holds, ctx is done, or
-// within passes.
-func waitFor(ctx context.Context, what string, within, interval time.Duration, cond func() bool) error {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("timed out after %s waiting for %s", within, what)
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // errStopped is returned when the worker stops on its own mid-scenario.

@@ -10,15 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	// The in-process workers' SDK clients keep idle keep-alive
-	// connections, which the worker has no way to close.
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+	testkit.WrapTestMain(m)
 }
 
 // lineWriter sends progress lines to the test log.
@@ -40,15 +36,15 @@ func TestSmoke(t *testing.T) {
 		// want is how many rows each scenario must report.
 		want map[string]int
 	}{
-		{name: "local", want: map[string]int{"P1": 1, "P2": 1, "BIN": 2, "P3": 3, "P4": 2, "P5": 2, "P6": 2}},
-		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{"P1", "P2", "P4"},
-			want: map[string]int{"P1": 2, "P2": 1, "P4": 2}},
+		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 2, scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2}},
+		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPickup},
+			want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioPickup: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := Run(t.Context(), Options{
 				RTT: tt.rtt, Scenarios: tt.scenarios, Scale: 0.001,
-				WaitTime: time.Second, P5Visibility: 2 * time.Second, P5Hold: 1, P6Hold: 10 * time.Millisecond,
+				WaitTime: time.Second, HeartbeatVisibility: 2 * time.Second, HeartbeatHold: 1, FootprintHold: 10 * time.Millisecond,
 				Progress: lineWriter{t},
 			})
 			if err != nil {
@@ -135,5 +131,12 @@ func TestHandlerTimeIsSeededPerIndex(t *testing.T) {
 	}
 	if below < 4800 || below > 5200 {
 		t.Errorf("%d of 10000 draws below 50ms, want about half", below)
+	}
+}
+
+func TestUnknownScenarioNamesTheChoices(t *testing.T) {
+	_, err := Run(t.Context(), Options{Scenarios: []string{"no-such-scenario"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown scenario "no-such-scenario"`) || !strings.Contains(err.Error(), strings.Join(ScenarioNames(), ",")) {
+		t.Errorf("Run error %v; want one naming the scenario and every choice", err)
 	}
 }

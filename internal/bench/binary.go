@@ -1,26 +1,21 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
 // workerBinary builds ./cmd/worker once per run, unless one was given.
@@ -33,164 +28,115 @@ func (e *env) workerBinary(ctx context.Context) (string, error) {
 	}
 	path := filepath.Join(e.tmp, "worker")
 	e.progress("building the worker binary")
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/sqsworker/sqsworker/cmd/worker").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/worker: %w\n%s", err, out)
+	if err := sqstest.BuildWorker(ctx, path); err != nil {
+		return "", err
 	}
 	e.binary = path
 	return path, nil
 }
 
 // proc is the worker binary running against the run's endpoint.
-type proc struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	metrics string // host:port of /metrics
-	mu      sync.Mutex
-	tail    []string // last lines of its log
-}
+type proc struct{ *sqstest.Worker }
 
-// startBinary runs `worker run` with args and waits for its "worker
-// started" line, which names the metrics address.
-func (e *env) startBinary(ctx context.Context, args ...string) (*proc, error) {
+// startBinary runs `worker run` with args against the run's endpoint (the
+// server's, or the latency proxy's) and waits for it to start.
+func (e *env) startBinary(ctx context.Context, args ...string) (proc, error) {
 	bin, err := e.workerBinary(ctx)
 	if err != nil {
-		return nil, err
+		return proc{}, err
 	}
-	args = append([]string{"run", "--metrics-addr", "127.0.0.1:0", "--log-level", "info",
-		"--wait-time", e.opts.WaitTime.String()}, args...)
-	cmd := exec.Command(bin, args...)
-	// The last value of a key wins: the proxy's endpoint in real-region mode.
-	cmd.Env = append(append(os.Environ(), e.srv.Env()...), "AWS_ENDPOINT_URL_SQS="+e.endpoint)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	started := make(chan string, 1)
-	go func() {
-		p.readLog(stderr, started)
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t := time.NewTimer(30 * time.Second)
-	defer t.Stop()
-	select {
-	case p.metrics = <-started:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("worker exited at start: %s", p.log())
-	case <-t.C:
-		p.kill()
-		return nil, fmt.Errorf("worker did not start within 30s: %s", p.log())
-	}
+	w, err := e.srv.StartWorker(bin, sqstest.WorkerOptions{
+		Args: append([]string{"--wait-time", e.opts.WaitTime.String()}, args...),
+		Env:  []string{"AWS_ENDPOINT_URL_SQS=" + e.endpoint},
+	})
+	return proc{w}, err
 }
 
-func (p *proc) readLog(r io.Reader, started chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		p.tail = append(p.tail, line)
-		if len(p.tail) > 20 {
-			p.tail = p.tail[1:]
-		}
-		p.mu.Unlock()
-		var entry struct {
-			Msg         string `json:"msg"`
-			MetricsAddr string `json:"metrics_addr"`
-		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "worker started" {
-			started <- entry.MetricsAddr
-		}
+// stop sends SIGTERM and waits for an exit with status 0.
+func (p proc) stop(within time.Duration) error {
+	code, err := p.Stop(syscall.SIGTERM, within)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("worker exited with status %d: %s", code, p.LastLines(20))
 	}
-	_, _ = io.Copy(io.Discard, r)
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.tail, "\n")
-}
-
-// stop sends SIGTERM and waits for the exit.
-func (p *proc) stop(within time.Duration) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(within)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			return fmt.Errorf("worker exited with status %d: %s", code, p.log())
-		}
-		return nil
-	case <-t.C:
-		p.kill()
-		return fmt.Errorf("worker did not exit within %s of SIGTERM", within)
-	}
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// scrape reads the counters (and gauges) of the worker's /metrics, summed
-// per family, per family{ACTION} and per family{outcome=OUTCOME}.
-func (p *proc) scrape(ctx context.Context) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.metrics+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape the worker's metrics: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("parse the worker's metrics: %w", err)
-	}
-	out := map[string]float64{}
-	for name, f := range families {
-		for _, m := range f.GetMetric() {
-			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			out[name] += v
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "action":
-					out[name+"{"+l.GetValue()+"}"] += v
-				case "outcome":
-					out[name+"{outcome="+l.GetValue()+"}"] += v
-				}
-			}
-		}
-	}
-	return out, nil
+	return err
 }
 
 // waitDeleted polls the worker's metrics until n deletes are confirmed and
 // returns the last scrape.
-func (p *proc) waitDeleted(ctx context.Context, n int) (map[string]float64, error) {
-	var last map[string]float64
+func (p proc) waitDeleted(ctx context.Context, n int) (sqstest.Metrics, error) {
+	var last sqstest.Metrics
 	var scrapeErr error
-	err := waitFor(ctx, fmt.Sprintf("%d deletes", n), time.Minute, 10*time.Millisecond, func() bool {
-		last, scrapeErr = p.scrape(ctx)
-		return scrapeErr != nil || last["sqsworker_messages_deleted_total"] >= float64(n)
+	err := sqstest.Poll(ctx, time.Minute, 10*time.Millisecond, fmt.Sprintf("%d deletes", n), func() bool {
+		last, scrapeErr = p.Scrape(ctx)
+		return scrapeErr != nil || last.Value("sqsworker_messages_deleted_total") >= float64(n)
 	})
 	return last, errors.Join(err, scrapeErr)
 }
 
+// binaryNoop runs noop-throughput's messages through the worker binary
+// with an HTTP no-op handler served here, to show that its requests per
+// message match the in-process worker's. Its msg/s is lower: every message
+// also crosses HTTP.
+func (e *env) binaryNoop(ctx context.Context) error {
+	n := e.throughputMessages()
+	q, err := e.fill(ctx, "binary-noop", sqstest.QueueOptions{}, indexBodies(n))
+	if err != nil {
+		return err
+	}
+	s, err := startSink(0, n)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.close() }()
+	e.progress("%s: worker binary consumes %d messages (HTTP no-op handler)", scenarioBinary, n)
+	p, err := e.startBinary(ctx, "--queue-url", q.URL, "--handler", "http", "--http-url", s.URL,
+		"--concurrency", strconv.Itoa(e.opts.Concurrency), "--fetchers", strconv.Itoa(e.opts.Fetchers))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	err = waitClosed(ctx, s.all, 10*time.Minute, "every message posted to the handler")
+	var m sqstest.Metrics
+	if err == nil {
+		m, err = p.waitDeleted(ctx, n)
+	}
+	took := time.Since(t0)
+	if serr := p.stop(e.opts.WaitTime + time.Minute); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	rate := float64(n) / took.Seconds()
+	total := m.Value("sqsworker_sqs_requests_total")
+	perMsg := total / float64(n)
+	reqs := map[string]float64{}
+	for _, a := range []string{"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch", "GetQueueAttributes"} {
+		reqs[a] = m.Value("sqsworker_sqs_requests_total", "action", a)
+	}
+	reqs["other"] = total - sum(reqs)
+	setting := fmt.Sprintf("%s msgs, %d fetchers, concurrency %d", thousands(float64(n)), e.opts.Fetchers, e.opts.Concurrency)
+	limit := "floor 0.200 (one receive and one delete per 10)"
+	if e.noop.perMsg > 0 {
+		limit += fmt.Sprintf("; in-process worker %.3f (difference %+.3f)", e.noop.perMsg, perMsg-e.noop.perMsg)
+	}
+	e.add(scenarioBinary, "binary, HTTP no-op handler: SQS requests per message", perMsg, "req/msg", atMost(0.21),
+		limit, 0.2, fmt.Sprintf("%s; %s", breakdown(reqs, n), setting))
+	limit = fmt.Sprintf("none in this run: the in-process worker's msg/s comes from %s", scenarioThroughput)
+	if e.noop.rate > 0 {
+		limit = fmt.Sprintf("in-process worker %s", format(e.noop.rate, "msg/s"))
+		if e.noop.rawRate > 0 {
+			limit += fmt.Sprintf("; raw SDK loop %s", format(e.noop.rawRate, "msg/s"))
+		}
+	}
+	e.add(scenarioBinary, "binary, HTTP no-op handler: msg/s (lower: each message also crosses HTTP)", rate, "msg/s", nil,
+		limit, e.noop.rate, setting)
+	return nil
+}
+
 // watchPeaks scrapes the worker every interval and keeps the largest
 // value of each named gauge; the returned func stops it and returns them.
-func (p *proc) watchPeaks(ctx context.Context, interval time.Duration, names ...string) func() map[string]float64 {
+func (p proc) watchPeaks(ctx context.Context, interval time.Duration, names ...string) func() map[string]float64 {
 	peaks := map[string]float64{}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -205,12 +151,12 @@ func (p *proc) watchPeaks(ctx context.Context, interval time.Duration, names ...
 				return
 			case <-t.C:
 			}
-			m, err := p.scrape(ctx)
+			m, err := p.Scrape(ctx)
 			if err != nil {
 				continue
 			}
 			for _, n := range names {
-				peaks[n] = max(peaks[n], m[n])
+				peaks[n] = max(peaks[n], m.Value(n))
 			}
 		}
 	}()

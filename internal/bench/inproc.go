@@ -91,7 +91,7 @@ func (p *inproc) requests() map[string]float64 {
 // waitDeleted waits until n deletes are confirmed.
 func (p *inproc) waitDeleted(ctx context.Context, n int, within time.Duration) error {
 	var stopped error
-	err := waitFor(ctx, fmt.Sprintf("%d deletes", n), within, time.Millisecond, func() bool {
+	err := sqstest.Poll(ctx, within, time.Millisecond, fmt.Sprintf("%d deletes", n), func() bool {
 		select {
 		case err := <-p.done:
 			p.done <- err // for stop
@@ -147,8 +147,9 @@ type profiler struct {
 
 func newProfiler(o Options) *profiler {
 	n := 0
-	// P2 is read from P1's run, profiled as P1.
-	for _, ids := range [][]string{{"P1", "P2"}, {"P3"}, {"P4"}, {"P5"}} {
+	// requests-per-message is read from noop-throughput's run, profiled
+	// as noop-throughput.
+	for _, ids := range [][]string{{scenarioThroughput, scenarioRequests}, {scenarioLongTail}, {scenarioPickup}, {scenarioHeartbeat}} {
 		for _, id := range ids {
 			if slices.Contains(o.Scenarios, id) {
 				n++

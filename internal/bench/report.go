@@ -12,13 +12,13 @@ import (
 // Row is one figure beside its goal and its limit or baseline measured in
 // the same run.
 type Row struct {
-	// Scenario is P1 … P6 or BIN.
+	// Scenario is the name of the scenario that measured it.
 	Scenario string `json:"scenario"`
 	// Figure names what Value measures.
 	Figure string  `json:"figure"`
 	Value  float64 `json:"value"`
 	Unit   string  `json:"unit"`
-	// Goal is the issue's goal, "" when the figure has none.
+	// Goal is what the figure must reach, "" when it has none.
 	Goal string `json:"goal,omitempty"`
 	// Limit is the limit or baseline measured in the same run, in words;
 	// LimitValue is its number (NaN-free; 0 when there is none).
@@ -62,7 +62,7 @@ func (e *env) add(scenario, figure string, value float64, unit string, g *goal, 
 		}
 	}
 	e.report.Rows = append(e.report.Rows, row)
-	e.progress("%s %s: %s (%s)", scenario, figure, format(value, unit), row.Result)
+	e.progress("%s %s: %s (%s; %s)", scenario, figure, format(value, unit), row.Result, limit)
 }
 
 // format prints v in unit.

@@ -12,26 +12,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
-)
-
-var (
-	toFloat64 = testkit.Value
-	waitFor   = testkit.WaitFor
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.WrapTestMain(m)
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -307,7 +300,7 @@ func TestFetcherRegistersBeforeSending(t *testing.T) {
 			t.Errorf("message = %+v; want queue url, receive count 2 and receive times set", m)
 		}
 	}
-	waitFor(t, "the limiter to hold the 3 leases", func() bool { return tf.leases.inUse() == 3 })
+	testkit.Eventually(t, 10*time.Second, "the room to hold the 3 leases", func() bool { return tf.leases.inUse() == 3 })
 	if err := r.stop(); err != nil {
 		t.Errorf("Run = %v; want nil", err)
 	}
@@ -326,7 +319,7 @@ func TestFetcherRegistersBeforeSending(t *testing.T) {
 	if got := api.attempts.Load(); got != 1 {
 		t.Errorf("receive asked the SDK for %d attempts; want 1 (a retried poll orphans what the failed one was handed)", got)
 	}
-	if got := toFloat64(tf.metrics.MessagesReceived); got != 3 {
+	if got := testkit.Value(tf.metrics.MessagesReceived); got != 3 {
 		t.Errorf("messages received = %v; want 3", got)
 	}
 	if got := tf.health.n.Load(); got != 1 {
@@ -429,7 +422,7 @@ func TestFetcherBacksOffAndRecovers(t *testing.T) {
 			}
 			// Failed receives give their room back: only the two leases
 			// hold room.
-			waitFor(t, "the limiter to hold just the 2 leases", func() bool { return tf.leases.inUse() == 2 })
+			testkit.Eventually(t, 10*time.Second, "the room to hold just the 2 leases", func() bool { return tf.leases.inUse() == 2 })
 			if err := r.stop(); err != nil {
 				t.Errorf("Run = %v; want nil", err)
 			}
@@ -466,7 +459,7 @@ func TestFetcherStops(t *testing.T) {
 			if tt.messages > 0 {
 				receiveN(t, tf.out, tt.messages)
 			} else {
-				waitFor(t, "a few empty receives", func() bool { return toFloat64(tf.metrics.ReceiveEmpty) >= 3 })
+				testkit.Eventually(t, 10*time.Second, "a few empty receives", func() bool { return testkit.Value(tf.metrics.ReceiveEmpty) >= 3 })
 			}
 			if err := r.stop(); err != nil {
 				t.Errorf("Run = %v; want nil", err)
@@ -596,14 +589,14 @@ func TestFetcherAdaptsPolls(t *testing.T) {
 			tf.leases.Unreserve(1)
 		}
 	}()
-	waitFor(t, "four polls", func() bool { return toFloat64(tf.metrics.ReceivePolls) == 4 })
+	testkit.Eventually(t, 10*time.Second, "four polls", func() bool { return testkit.Value(tf.metrics.ReceivePolls) == 4 })
 	full.Store(false)
-	waitFor(t, "one poll left", func() bool { return toFloat64(tf.metrics.ReceivePolls) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one poll left", func() bool { return testkit.Value(tf.metrics.ReceivePolls) == 1 })
 	if got := most.Load(); got > 4 {
 		t.Errorf("%d receives at once; want at most MaxFetchers (4)", got)
 	}
-	waitFor(t, "more empty receives", func() bool { return toFloat64(tf.metrics.ReceiveEmpty) >= 20 })
-	if got := toFloat64(tf.metrics.ReceivePolls); got != 1 {
+	testkit.Eventually(t, 10*time.Second, "more empty receives", func() bool { return testkit.Value(tf.metrics.ReceiveEmpty) >= 20 })
+	if got := testkit.Value(tf.metrics.ReceivePolls); got != 1 {
 		t.Errorf("%v polls while idle; want 1", got)
 	}
 }

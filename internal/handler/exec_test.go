@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func newTestExec(t *testing.T, cfg ExecConfig) (*Exec, *observer.ObservedLogs) {
@@ -142,7 +144,7 @@ func TestExecCancel(t *testing.T) {
 			go func() { done <- e.Handle(ctx, testMessage()) }()
 
 			var pid int
-			waitFor(t, "the command to start", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the command to start", func() bool {
 				b, err := os.ReadFile(pidFile)
 				if err != nil || !strings.HasSuffix(string(b), "\n") {
 					return false
@@ -160,7 +162,7 @@ func TestExecCancel(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Handle did not return after ctx was cancelled")
 			}
-			waitFor(t, "the grandchild sleep to die", func() bool { return !alive(pid) })
+			testkit.Eventually(t, 10*time.Second, "the grandchild sleep to die", func() bool { return !alive(pid) })
 		})
 	}
 }
@@ -171,21 +173,6 @@ func TestExecTimeout(t *testing.T) {
 	err := e.Handle(t.Context(), testMessage())
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Timeout") {
 		t.Errorf("Handle error = %v; want a timeout naming the Timeout", err)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }
 

@@ -9,26 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
-)
-
-var (
-	toFloat64 = testkit.Value
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.WrapTestMain(m)
 }
 
 const queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -214,10 +208,10 @@ func TestHeartbeatExtendsDueLeases(t *testing.T) {
 					t.Errorf("lease %s with 25s left was extended", msg.ID)
 				}
 			}
-			if got := toFloat64(m.metrics.VisibilityExtensions); got != float64(tt.due) {
+			if got := testkit.Value(m.metrics.VisibilityExtensions); got != float64(tt.due) {
 				t.Errorf("visibility extensions = %v; want %d", got, tt.due)
 			}
-			if got := toFloat64(m.metrics.ExtensionBatches); got != float64(tt.wantCalls) {
+			if got := testkit.Value(m.metrics.ExtensionBatches); got != float64(tt.wantCalls) {
 				t.Errorf("extension batches = %v; want %d", got, tt.wantCalls)
 			}
 
@@ -232,7 +226,7 @@ func TestHeartbeatExtendsDueLeases(t *testing.T) {
 					t.Errorf("lease %s not alive", msg.ID)
 				}
 			}
-			if got := toFloat64(m.metrics.LeasesLost); got != 0 {
+			if got := testkit.Value(m.metrics.LeasesLost); got != 0 {
 				t.Errorf("leases lost = %v; want 0", got)
 			}
 		})
@@ -368,7 +362,7 @@ func TestHeartbeatFailures(t *testing.T) {
 			} else if ctx.Err() != nil {
 				t.Errorf("handler context cancelled (%v) though the lease is held", context.Cause(ctx))
 			}
-			if got := toFloat64(m.metrics.LeasesLost); got != wantLostMetric {
+			if got := testkit.Value(m.metrics.LeasesLost); got != wantLostMetric {
 				t.Errorf("leases lost = %v; want %v", got, wantLostMetric)
 			}
 			for _, msg := range msgs {
@@ -425,12 +419,12 @@ func TestHeartbeatExpiredLeaseIsLost(t *testing.T) {
 				if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
 					t.Errorf("handler context cause = %v; want ErrLeaseLost", context.Cause(ctx))
 				}
-				if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+				if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 					t.Errorf("leases lost = %v; want 1", got)
 				}
 				// Lost once: another round counts nothing more.
 				m.Heartbeat(t.Context())
-				if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+				if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 					t.Errorf("leases lost after a second round = %v; want 1", got)
 				}
 			} else if calls != 1 {
@@ -615,10 +609,10 @@ func TestRelease(t *testing.T) {
 			if got := m.roomReturned(); got != int64(tt.n) {
 				t.Errorf("room returned %d times; want %d", got, tt.n)
 			}
-			if got := toFloat64(m.metrics.MessagesReleased); got != float64(tt.n) {
+			if got := testkit.Value(m.metrics.MessagesReleased); got != float64(tt.n) {
 				t.Errorf("messages released = %v; want %d", got, tt.n)
 			}
-			if got := toFloat64(m.metrics.MessagesInFlight); got != 0 {
+			if got := testkit.Value(m.metrics.MessagesInFlight); got != 0 {
 				t.Errorf("messages in flight = %v; want 0", got)
 			}
 
@@ -654,7 +648,7 @@ func TestRetry(t *testing.T) {
 	if got := m.roomReturned(); got != 1 {
 		t.Errorf("room returned %d times; want 1", got)
 	}
-	if got := toFloat64(m.metrics.MessagesRetried); got != 1 {
+	if got := testkit.Value(m.metrics.MessagesRetried); got != 1 {
 		t.Errorf("messages retried = %v; want 1", got)
 	}
 }
@@ -685,7 +679,7 @@ func TestAddSameIDTwice(t *testing.T) {
 	if m.Begin(old, func(error) {}) {
 		t.Error("Start(old) = true after the redelivery")
 	}
-	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+	if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 		t.Errorf("leases lost = %v; want 1", got)
 	}
 	// The old lease's room is given back: one lease is held for two adds.
@@ -856,7 +850,7 @@ func TestExtensionBatchesCountsHeartbeatsOnly(t *testing.T) {
 	m.Add(msgs...)
 	m.Release(t.Context(), msgs[:20])
 	m.Retry(t.Context(), msgs[20], time.Minute)
-	if got := toFloat64(m.metrics.ExtensionBatches); got != 0 {
+	if got := testkit.Value(m.metrics.ExtensionBatches); got != 0 {
 		t.Errorf("extension batches = %v after only a release and a retry; want 0", got)
 	}
 }
@@ -895,8 +889,8 @@ func TestRetriesShareBatches(t *testing.T) {
 			t.Errorf("%s retried with %ds; want %ds", msg.ID, got, i+1)
 		}
 	}
-	if m.Len() != 0 || toFloat64(m.metrics.MessagesRetried) != 25 {
-		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), toFloat64(m.metrics.MessagesRetried))
+	if m.Len() != 0 || testkit.Value(m.metrics.MessagesRetried) != 25 {
+		t.Errorf("after the retries: %d leases, %v retried; want 0, 25", m.Len(), testkit.Value(m.metrics.MessagesRetried))
 	}
 }
 
@@ -917,7 +911,7 @@ func TestRefusedHandledLeaseIsNotCountedLost(t *testing.T) {
 	m.Add(msgs...)
 	m.Handled(msgs[0])
 	m.Heartbeat(t.Context())
-	if got := toFloat64(m.metrics.LeasesLost); got != 1 {
+	if got := testkit.Value(m.metrics.LeasesLost); got != 1 {
 		t.Errorf("leases lost = %v; want 1 (only the lease not being deleted)", got)
 	}
 	if m.Alive(msgs[0]) || m.Alive(msgs[1]) {

@@ -5,14 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-)
 
-var (
-	toFloat64 = testkit.Value
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestNewUsesOwnRegistry(t *testing.T) {
@@ -20,7 +16,7 @@ func TestNewUsesOwnRegistry(t *testing.T) {
 	// Two sets side by side would panic on a shared registry.
 	a, b := New(), New()
 	a.MessagesReceived.Inc()
-	if got := toFloat64(b.MessagesReceived); got != 0 {
+	if got := testkit.Value(b.MessagesReceived); got != 0 {
 		t.Errorf("second registry's received = %v; want 0", got)
 	}
 	families, err := a.Registry.Gather()
@@ -79,7 +75,7 @@ func TestObserveRequest(t *testing.T) {
 			for _, c := range tt.calls {
 				m.ObserveRequest(c[0], c[1], 5*time.Millisecond)
 			}
-			if got := toFloat64(m.SQSRequests.WithLabelValues(tt.action, tt.outcome)); got != tt.want {
+			if got := testkit.Value(m.SQSRequests.WithLabelValues(tt.action, tt.outcome)); got != tt.want {
 				t.Errorf("requests{%s,%s} = %v; want %v", tt.action, tt.outcome, got, tt.want)
 			}
 			var pb dto.Metric

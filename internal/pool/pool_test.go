@@ -10,23 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/testkit"
-
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
-)
-
-var (
-	toFloat64 = testkit.Value
-	waitFor   = testkit.WaitFor
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.WrapTestMain(m)
 }
 
 type retried struct {
@@ -184,7 +177,7 @@ func (tp *testPool) stopAsync() {
 }
 
 func (tp *testPool) outcome(o string) float64 {
-	return toFloat64(tp.metrics.MessagesProcessed.WithLabelValues(o))
+	return testkit.Value(tp.metrics.MessagesProcessed.WithLabelValues(o))
 }
 
 func wait(t *testing.T, done <-chan struct{}, what string) {
@@ -342,10 +335,10 @@ func TestPoolOutcomes(t *testing.T) {
 			if got := tp.outcome(tt.wantOut); got != 1 {
 				t.Errorf("outcome %s = %v; want 1", tt.wantOut, got)
 			}
-			if got := toFloat64(tp.metrics.MessagesProcessed); got != 1 {
+			if got := testkit.Value(tp.metrics.MessagesProcessed); got != 1 {
 				t.Errorf("outcomes counted = %v; want 1", got)
 			}
-			if got := toFloat64(tp.metrics.HandlersRunning); got != 0 {
+			if got := testkit.Value(tp.metrics.HandlersRunning); got != 0 {
 				t.Errorf("handlers running = %v after Run; want 0", got)
 			}
 		})
@@ -403,11 +396,11 @@ func TestPoolHungHandlerSettledWithoutIt(t *testing.T) {
 			return nil
 		}))
 	done := tp.start(context.Background(), feed(newMessage("hang", 1), newMessage("next", 1)))
-	waitFor(t, "the hung handler's message retried", func() bool { return len(tp.leases.snapshot().retries) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the hung handler's message retried", func() bool { return len(tp.leases.snapshot().retries) == 1 })
 	if got := tp.outcome(metrics.OutcomeTimeout); got != 1 {
 		t.Errorf("outcome timeout = %v; want 1", got)
 	}
-	if got := toFloat64(tp.metrics.HandlersHung); got != 1 {
+	if got := testkit.Value(tp.metrics.HandlersHung); got != 1 {
 		t.Errorf("handlers hung = %v; want 1", got)
 	}
 	if got := started.Load(); got != 1 {
@@ -415,7 +408,7 @@ func TestPoolHungHandlerSettledWithoutIt(t *testing.T) {
 	}
 	close(unblock)
 	wait(t, done, "Run")
-	if got := toFloat64(tp.metrics.HandlersHung); got != 0 {
+	if got := testkit.Value(tp.metrics.HandlersHung); got != 0 {
 		t.Errorf("handlers hung = %v after it returned; want 0", got)
 	}
 	if got := len(tp.acker.all()); got != 1 || tp.acker.all()[0].ID != "next" {
@@ -454,7 +447,7 @@ func TestPoolAbandonRunning(t *testing.T) {
 		t.Errorf("after the handler returned: released %d, retried %d, deleted %d; want 1, 0, 0",
 			len(log.released), len(log.retries), len(tp.acker.all()))
 	}
-	if got := toFloat64(tp.metrics.HandlersHung); got != 0 {
+	if got := testkit.Value(tp.metrics.HandlersHung); got != 0 {
 		t.Errorf("handlers hung = %v after it returned; want 0", got)
 	}
 }
@@ -481,8 +474,8 @@ func TestPoolConcurrencyLimit(t *testing.T) {
 		msgs = append(msgs, newMessage(fmt.Sprintf("m-%d", i), 1))
 	}
 	done := tp.start(context.Background(), feed(msgs...))
-	waitFor(t, "the pool to fill", func() bool { return running.Load() == concurrency })
-	if got := toFloat64(tp.metrics.HandlersRunning); got != concurrency {
+	testkit.Eventually(t, 10*time.Second, "the pool to fill", func() bool { return running.Load() == concurrency })
+	if got := testkit.Value(tp.metrics.HandlersRunning); got != concurrency {
 		t.Errorf("handlers running = %v; want %d", got, concurrency)
 	}
 	close(release)
@@ -522,7 +515,7 @@ func TestPoolDrain(t *testing.T) {
 	in <- late
 	close(in)
 	want := append(slices.Clone(buffered), late)
-	waitFor(t, "the buffered messages to be released", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the buffered messages to be released", func() bool {
 		return len(tp.leases.snapshot().released) == len(want)
 	})
 	close(release)
@@ -548,7 +541,7 @@ func TestPoolDrain(t *testing.T) {
 	if got := tp.outcome(metrics.OutcomeReleased); got != float64(len(want)) {
 		t.Errorf("outcome released = %v; want %d", got, len(want))
 	}
-	if got := toFloat64(tp.metrics.MessagesBuffered); got != 0 {
+	if got := testkit.Value(tp.metrics.MessagesBuffered); got != 0 {
 		t.Errorf("messages buffered = %v; want 0", got)
 	}
 }
@@ -663,10 +656,10 @@ func TestPoolFIFOFailureReleasesHeldGroup(t *testing.T) {
 		in <- m
 	}
 	in <- groupMessage(1, 1)
-	waitFor(t, "the pool to queue the held messages", func() bool { return len(in) == 0 })
+	testkit.Eventually(t, 10*time.Second, "the pool to queue the held messages", func() bool { return len(in) == 0 })
 
 	proceed["g0-0"] <- errors.New("boom")
-	waitFor(t, "a0's group to be released", func() bool { return len(tp.leases.snapshot().released) == len(held) })
+	testkit.Eventually(t, 10*time.Second, "a0's group to be released", func() bool { return len(tp.leases.snapshot().released) == len(held) })
 	proceed["g1-0"] <- nil
 	close(in)
 	wait(t, done, "Run")
@@ -717,7 +710,7 @@ func TestPoolFIFOFailureReleasesBufferedGroup(t *testing.T) {
 	a1.ReceivedAt = a0.ReceivedAt
 	in <- c0
 	in <- a1
-	waitFor(t, "the pool to read c0", func() bool { return len(in) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the pool to read c0", func() bool { return len(in) == 1 })
 
 	proceed["g0-0"] <- errors.New("boom")
 	if id := <-started; id != c0.ID {

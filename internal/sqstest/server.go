@@ -1,6 +1,9 @@
-// Package sqstest starts the project's local SQS-compatible server (fauxqs,
-// installed under tools/sqs-server) on loopback for tests, benchmarks and
-// the demo, and creates uniquely named queues on it.
+// Package sqstest is the shared test server package of the tests, the
+// benchmarks and the demo: it starts the project's local SQS-compatible
+// server (fauxqs, installed under tools/sqs-server) on loopback, creates
+// uniquely named queues on it, puts a fault proxy in front of it, and runs
+// the worker binary against it (build, start, wait for its start line,
+// scrape its metrics, signal it, wait for its exit).
 package sqstest
 
 import (
@@ -104,19 +107,17 @@ func Start() (*Server, error) {
 
 func (s *Server) waitReady() error {
 	c := s.Client()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var lastErr error
+	err := Poll(context.Background(), 15*time.Second, 50*time.Millisecond, "the local SQS server to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.ListQueues(ctx, &sqs.ListQueuesInput{})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("local SQS server at %s does not answer: %w", s.Endpoint, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer cancel()
+		_, lastErr = c.ListQueues(ctx, &sqs.ListQueuesInput{})
+		return lastErr == nil
+	})
+	if err != nil {
+		return fmt.Errorf("local SQS server at %s does not answer: %w", s.Endpoint, lastErr)
 	}
+	return nil
 }
 
 // Stop stops the server and waits for it to exit. Stopping twice is harmless.
@@ -154,6 +155,22 @@ func (s *Server) Env() []string {
 		"AWS_ENDPOINT_URL_SQS=" + s.Endpoint,
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
+}
+
+// Setenv sets the credentials and region of Env in this process's
+// environment, for an SDK client or an in-process worker that reads them
+// there; the endpoint is left to the caller (the server's, or a proxy's).
+func (s *Server) Setenv() error {
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "AWS_ENDPOINT_URL_SQS" {
+			continue
+		}
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ToolsDir finds tools/sqs-server from the working directory upwards.

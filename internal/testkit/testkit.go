@@ -1,14 +1,18 @@
 // Package testkit holds the small helpers the tests of several packages
-// share: reading a collector's value, polling with a deadline, a fake clock.
+// share: the TestMain wrapper with its leak check, reading a collector's
+// value, polling with a deadline, a fake clock.
 package testkit
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
 // Value is the sum of c's counters and gauges over all label values.
@@ -32,33 +36,14 @@ func Value(c prometheus.Collector) float64 {
 	return sum
 }
 
-// WaitFor polls cond every millisecond until it holds, failing the test
-// after 10 seconds.
-func WaitFor(t *testing.T, what string, cond func() bool) {
+// Eventually polls cond until it holds, failing the test after within:
+// first after a millisecond, then at doubling intervals up to 50ms, so a
+// unit test sees a quick condition quickly and an end-to-end test, whose
+// conditions cost a request each, asks at most 20 times a second.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	poll(t, 10*time.Second, time.Millisecond, cond, func() { t.Fatalf("timed out waiting for %s", what) })
-}
-
-// Eventually polls cond every 50ms until it holds, failing the test after
-// within: for end-to-end tests, whose conditions cost a request each.
-func Eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	poll(t, within, 50*time.Millisecond, cond, func() { t.Fatalf("timed out after %s waiting for %s", within, what) })
-}
-
-func poll(t *testing.T, within, every time.Duration, cond func() bool, fail func()) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			fail()
-			return
-		case <-tick.C:
-		}
+	if err := sqstest.Poll(context.Background(), within, 50*time.Millisecond, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 

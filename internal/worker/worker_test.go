@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/config"
@@ -23,34 +21,13 @@ import (
 var server *sqstest.Server
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	var err error
-	if server, err = sqstest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	for _, kv := range server.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		if err := os.Setenv(k, v); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			server.Stop()
-			return 1
+	testkit.WrapTestMain(m, func() (func(), error) {
+		var err error
+		if server, err = sqstest.Start(); err != nil {
+			return nil, err
 		}
-	}
-	code := m.Run()
-	server.Stop()
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+		return server.Stop, server.Setenv()
+	})
 }
 
 // running is a worker running in-process.
@@ -187,10 +164,10 @@ func TestHandlerPanicTimeoutHang(t *testing.T) {
 	cfg.RetryBackoffMin, cfg.RetryBackoffMax = 100*time.Millisecond, 100*time.Millisecond
 	r := start(t, cfg, h)
 
-	testkit.WaitFor(t, "the hung handler's message retried and handled", func() bool { return calls.get("hang") == 2 })
+	testkit.Eventually(t, 10*time.Second, "the hung handler's message retried and handled", func() bool { return calls.get("hang") == 2 })
 	hung := testkit.Value(r.w.Metrics().HandlersHung)
-	testkit.WaitFor(t, "every message handled", func() bool { return calls.distinct() == len(good)+3 })
-	testkit.WaitFor(t, "every message deleted", func() bool {
+	testkit.Eventually(t, 10*time.Second, "every message handled", func() bool { return calls.distinct() == len(good)+3 })
+	testkit.Eventually(t, 10*time.Second, "every message deleted", func() bool {
 		return testkit.Value(r.w.Metrics().MessagesDeleted) == float64(len(good)+3)
 	})
 	ready := r.ready()

@@ -1,6 +1,6 @@
 // Command testreport reads `go test -json` on stdin and prints a short
-// report: one line per package, the "figures:" lines that tests log (the
-// counts the issues ask to see: lost, duplicates, redeliveries, calls per
+// report: one line per package, the "figures:" lines that tests log (what
+// the end-to-end tests count: lost, duplicates, redeliveries, calls per
 // round), and the whole output of every test or package that failed. It
 // exits 1 if anything failed, so `make test` fails with it.
 package main

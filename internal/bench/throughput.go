@@ -19,29 +19,31 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
-// p1Messages is P1's (and BIN's) message count.
-func (e *env) p1Messages() int {
-	if e.opts.P1Messages > 0 {
-		return e.opts.P1Messages
+// throughputMessages is the message count of noop-throughput and binary-noop.
+func (e *env) throughputMessages() int {
+	if e.opts.ThroughputMessages > 0 {
+		return e.opts.ThroughputMessages
 	}
 	return e.opts.count(50000, 20)
 }
 
-// p1 runs P1 (throughput against a raw SDK loop) and P2 (requests per
-// message, from the same worker runs). The n messages are taken in rounds
-// that alternate worker and raw loop, each on a fresh queue, so that both
-// see the same server: run alone one after the other, their rates drift
-// apart by more than the 5% P1 is about on this shared 2-core machine.
-func (e *env) p1(ctx context.Context) error {
-	n := e.p1Messages()
+// throughput runs noop-throughput (the worker against a raw SDK loop) and
+// requests-per-message (from the same worker runs). The n messages are
+// taken in rounds that alternate worker and raw loop, each on a fresh
+// queue, so that both see the same server: run one after the other, with
+// the server sharing the machine's cores, their rates drift apart by more
+// than the 5% the comparison is about.
+func (e *env) throughput(ctx context.Context) error {
+	n := e.throughputMessages()
 	if want := e.opts.count(50000, 20); n != want {
-		e.note("P1, P2 and BIN consume %s messages instead of %s (--p1-messages), to keep the run short.", thousands(float64(n)), thousands(float64(want)))
+		e.note("%s, %s and %s consume %s messages instead of %s (--throughput-messages), to keep the run short.",
+			scenarioThroughput, scenarioRequests, scenarioBinary, thousands(float64(n)), thousands(float64(want)))
 	}
 	if err := e.warmUp(ctx); err != nil {
 		return err
 	}
-	rounds := max(1, min(e.opts.P1Rounds, n/2000))
-	raw := e.selected("P1")
+	rounds := max(1, min(e.opts.ThroughputRounds, n/2000))
+	raw := e.selected(scenarioThroughput)
 	var wTook, rTook time.Duration
 	var rawReqs float64
 	reqs := map[string]float64{}
@@ -53,7 +55,7 @@ func (e *env) p1(ctx context.Context) error {
 		}
 		var wt, rt time.Duration
 		worker := func() error {
-			took, rq, err := e.p1Worker(ctx, m, r == 0)
+			took, rq, err := e.throughputWorker(ctx, m, r == 0)
 			wt, wTook = took, wTook+took
 			for a, v := range rq {
 				reqs[a] += v
@@ -64,11 +66,11 @@ func (e *env) p1(ctx context.Context) error {
 			if !raw {
 				return nil
 			}
-			q, err := e.fill(ctx, "p1-raw", sqstest.QueueOptions{}, indexBodies(m))
+			q, err := e.fill(ctx, "throughput-raw", sqstest.QueueOptions{}, indexBodies(m))
 			if err != nil {
 				return err
 			}
-			e.progress("P1 round %d/%d: raw SDK loop consumes %d messages with %d goroutines", r+1, rounds, m, e.opts.Fetchers)
+			e.progress("%s round %d/%d: raw SDK loop consumes %d messages with %d goroutines", scenarioThroughput, r+1, rounds, m, e.opts.Fetchers)
 			res, err := e.rawLoop(ctx, q.URL, e.opts.Fetchers, m)
 			rt, rTook, rawReqs = res.took, rTook+res.took, rawReqs+res.requests
 			return err
@@ -84,44 +86,44 @@ func (e *env) p1(ctx context.Context) error {
 		}
 		if raw {
 			ratios = append(ratios, rt.Seconds()/wt.Seconds())
-			e.progress("P1 round %d/%d: worker %s, raw loop %s", r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
+			e.progress("%s round %d/%d: worker %s, raw loop %s", scenarioThroughput, r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
 		}
 	}
 
 	rate := float64(n) / wTook.Seconds()
 	perMsg := sum(reqs) / float64(n)
 	setting := fmt.Sprintf("%s msgs in %d rounds, %d fetchers, concurrency %d", thousands(float64(n)), rounds, e.opts.Fetchers, e.opts.Concurrency)
-	e.p1res.rate, e.p1res.perMsg = rate, perMsg
+	e.noop.rate, e.noop.perMsg = rate, perMsg
 	if raw {
 		rawRate := float64(n) / rTook.Seconds()
-		e.p1res.rawRate = rawRate
+		e.noop.rawRate = rawRate
 		slices.Sort(ratios)
-		e.add("P1", "throughput: worker ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
+		e.add(scenarioThroughput, "throughput: worker ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
 			fmt.Sprintf("raw loop %s (%d goroutines: receive 10 → delete batch)", format(rawRate, "msg/s"), e.opts.Fetchers),
 			rawRate, fmt.Sprintf("worker %s; rounds %.2f–%.2f; %s", format(rate, "msg/s"), ratios[0], ratios[len(ratios)-1], setting))
 		if e.opts.RTT > 0 {
 			limit := float64(e.opts.Fetchers) * 10 / e.opts.RTT.Seconds()
-			e.add("P1", "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
+			e.add(scenarioThroughput, "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
 				fmt.Sprintf("%d × 10 ÷ %s = %s (worker reaches %.2f of it)", e.opts.Fetchers, e.opts.RTT, format(limit, "msg/s"), rate/limit),
 				limit, setting)
 		}
 	}
-	if e.selected("P2") {
+	if e.selected(scenarioRequests) {
 		limit := "floor 0.200 (one receive and one delete per 10)"
 		if raw {
 			limit += fmt.Sprintf("; raw loop %.3f", rawReqs/float64(n))
 		}
-		e.add("P2", "SQS requests per message at saturation", perMsg, "req/msg", atMost(0.21), limit, 0.2,
+		e.add(scenarioRequests, "SQS requests per message at saturation", perMsg, "req/msg", atMost(0.21), limit, 0.2,
 			fmt.Sprintf("%s; %s", breakdown(reqs, n), setting))
 	}
 	return nil
 }
 
-// p1Worker runs an in-process worker with a no-op handler over m fresh
+// throughputWorker runs an in-process worker with a no-op handler over m fresh
 // messages and returns how long it took from start to the last confirmed
 // delete, and its requests by action. profile profiles this round.
-func (e *env) p1Worker(ctx context.Context, m int, profile bool) (time.Duration, map[string]float64, error) {
-	q, err := e.fill(ctx, "p1", sqstest.QueueOptions{}, indexBodies(m))
+func (e *env) throughputWorker(ctx context.Context, m int, profile bool) (time.Duration, map[string]float64, error) {
+	q, err := e.fill(ctx, "throughput", sqstest.QueueOptions{}, indexBodies(m))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -135,11 +137,11 @@ func (e *env) p1Worker(ctx context.Context, m int, profile bool) (time.Duration,
 	})
 	stopProf := func() error { return nil }
 	if profile {
-		if stopProf, err = e.prof.start("P1"); err != nil {
+		if stopProf, err = e.prof.start(scenarioThroughput); err != nil {
 			return 0, nil, err
 		}
 	}
-	e.progress("P1: worker consumes %d messages (no-op handler)", m)
+	e.progress("%s: worker consumes %d messages (no-op handler)", scenarioThroughput, m)
 	w, err := e.startWorker(ctx, q.URL, h, nil)
 	if err != nil {
 		return 0, nil, errors.Join(err, stopProf())
@@ -172,9 +174,9 @@ func breakdown(reqs map[string]float64, n int) string {
 }
 
 // warmUp runs the raw loop once over a scratch queue, so that the server's
-// JIT is warm before the first figure is taken: on this machine its rate
-// still climbs over the first tens of thousands of messages, which is also
-// why P1 alternates worker and raw loop in rounds.
+// JIT is warm before the first figure is taken: its rate still climbs over
+// the first tens of thousands of messages, which is also why
+// noop-throughput alternates worker and raw loop in rounds.
 func (e *env) warmUp(ctx context.Context) error {
 	n := e.opts.count(10000, 20)
 	q, err := e.fill(ctx, "warmup", sqstest.QueueOptions{}, indexBodies(n))

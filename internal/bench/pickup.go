@@ -15,14 +15,14 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
-// p4 measures pickup latency on an idle worker: messages are sent one at a
+// pickup measures pickup latency on an idle worker: messages are sent one at a
 // time, each once the one before reached its handler; send → handler
 // start, less the median SendMessage round trip measured by the same
 // sends (a consumer with no overhead of its own needs about one round
 // trip: the send's way in and the long poll's way out).
-func (e *env) p4(ctx context.Context) error {
+func (e *env) pickup(ctx context.Context) error {
 	n := e.opts.count(200, 5)
-	q, err := e.fill(ctx, "p4", sqstest.QueueOptions{}, nil)
+	q, err := e.fill(ctx, "pickup", sqstest.QueueOptions{}, nil)
 	if err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func (e *env) p4(ctx context.Context) error {
 		}
 		return nil
 	})
-	stopProf, err := e.prof.start("P4")
+	stopProf, err := e.prof.start(scenarioPickup)
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (e *env) p4(ctx context.Context) error {
 		return err
 	}
 	client := sqstest.NewClient(e.endpoint)
-	e.progress("P4: %d messages sent one at a time to an idle worker", n)
+	e.progress("%s: %d messages sent one at a time to an idle worker", scenarioPickup, n)
 	var pickups, rtts []time.Duration
 	// Message -1 warms up the path (connections, first poll) and is not counted.
 	for i := -1; i < n && err == nil; i++ {
@@ -71,16 +71,16 @@ func (e *env) p4(ctx context.Context) error {
 	if err := firstErr(err, w.stop, stopProf); err != nil {
 		return err
 	}
-	e.note("P4 pickup is SendMessage start → handler start, less the median SendMessage round trip of the same sends.")
+	e.note("%s is SendMessage start → handler start, less the median SendMessage round trip of the same sends.", scenarioPickup)
 	slices.Sort(pickups)
 	slices.Sort(rtts)
 	server := quantile(rtts, 0.5)
 	p50, p99 := quantile(pickups, 0.5)-server, quantile(pickups, 0.99)-server
 	setting := fmt.Sprintf("%d messages, %d fetchers, wait %s", n, w.cfg.Fetchers, w.cfg.WaitTime)
 	limit := fmt.Sprintf("server round trip (median SendMessage) %.1f ms", ms(server))
-	e.add("P4", "pickup latency p50 (send → handler start, less server round trip)", ms(p50), "ms", atMost(25),
+	e.add(scenarioPickup, "pickup latency p50 (send → handler start, less server round trip)", ms(p50), "ms", atMost(25),
 		limit, ms(server), fmt.Sprintf("raw %.1f ms; %s", ms(quantile(pickups, 0.5)), setting))
-	e.add("P4", "pickup latency p99 (same)", ms(p99), "ms", nil,
+	e.add(scenarioPickup, "pickup latency p99 (same)", ms(p99), "ms", nil,
 		limit, ms(server), fmt.Sprintf("raw %.1f ms", ms(quantile(pickups, 0.99))))
 	return nil
 }

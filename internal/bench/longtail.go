@@ -67,11 +67,11 @@ func (h *durationHeap) Pop() any {
 	return x
 }
 
-// p3 runs handlers of seeded lognormal time at concurrency 200 and compares
+// longTail runs handlers of seeded lognormal time at concurrency 200 and compares
 // the worker with the zero-overhead ceiling on exactly those times.
-func (e *env) p3(ctx context.Context) error {
+func (e *env) longTail(ctx context.Context) error {
 	n := e.opts.count(20000, 20)
-	slots := e.opts.P3Concurrency
+	slots := e.opts.LongTailConcurrency
 	durations := make([]time.Duration, n)
 	var total time.Duration
 	for i := range durations {
@@ -80,12 +80,12 @@ func (e *env) p3(ctx context.Context) error {
 	}
 	sim := simulate(durations, slots)
 	ceiling := float64(n) / sim.makespan.Seconds()
-	fetchers := e.opts.P3Fetchers
+	fetchers := e.opts.LongTailFetchers
 	if fetchers <= 0 {
 		fetchers = e.fetchersFor(float64(slots) / (total.Seconds() / float64(n)))
 	}
 
-	q, err := e.fill(ctx, "p3", sqstest.QueueOptions{}, indexBodies(n))
+	q, err := e.fill(ctx, "long-tail", sqstest.QueueOptions{}, indexBodies(n))
 	if err != nil {
 		return err
 	}
@@ -110,11 +110,11 @@ func (e *env) p3(ctx context.Context) error {
 		ends[i].Store(int64(time.Since(t0)))
 		return nil
 	})
-	stopProf, err := e.prof.start("P3")
+	stopProf, err := e.prof.start(scenarioLongTail)
 	if err != nil {
 		return err
 	}
-	e.progress("P3: %d messages, lognormal handler times (median 50ms, σ=1), concurrency %d, %d fetchers", n, slots, fetchers)
+	e.progress("%s: %d messages, lognormal handler times (median 50ms, σ=1), concurrency %d, %d fetchers", scenarioLongTail, n, slots, fetchers)
 	t0 = time.Now()
 	w, err := e.startWorker(ctx, q.URL, h, func(c *config.Config) {
 		c.Concurrency, c.Fetchers = slots, fetchers
@@ -126,7 +126,7 @@ func (e *env) p3(ctx context.Context) error {
 	marks := []float64{0.1 * float64(n), 0.9 * float64(n), float64(n)}
 	at := make([]time.Duration, len(marks))
 	next := 0
-	err = waitFor(ctx, "every delete", 10*time.Minute, time.Millisecond, func() bool {
+	err = sqstest.Poll(ctx, 10*time.Minute, time.Millisecond, "every delete", func() bool {
 		d := w.deleted()
 		for next < len(marks) && d >= marks[next] {
 			at[next] = time.Since(t0)
@@ -139,8 +139,8 @@ func (e *env) p3(ctx context.Context) error {
 		return err
 	}
 
-	e.note("P3 steady utilization is busy handler-seconds between the 10%% and 90%% delete marks ÷ (concurrency × that window); " +
-		"the row also gives msg/s in the window ÷ the simulated consumer's own 10%%–90%% rate.")
+	e.note("%s's steady utilization is busy handler-seconds between the 10%% and 90%% delete marks ÷ (concurrency × that window); "+
+		"the row also gives msg/s in the window ÷ the simulated consumer's own 10%%–90%% rate.", scenarioLongTail)
 	rate := float64(n) / at[2].Seconds()
 	t10, t90 := at[0], at[1]
 	busy := time.Duration(0)
@@ -161,18 +161,18 @@ func (e *env) p3(ctx context.Context) error {
 	}
 	perMsg := sum(reqs) / float64(n)
 	setting := fmt.Sprintf("%s msgs, concurrency %d, %d fetchers, seed %d", thousands(float64(n)), slots, fetchers, e.opts.Seed)
-	e.add("P3", "throughput ÷ zero-overhead ceiling", rate/ceiling, "ratio", atLeast(0.97),
+	e.add(scenarioLongTail, "throughput ÷ zero-overhead ceiling", rate/ceiling, "ratio", atLeast(0.97),
 		fmt.Sprintf("ceiling %s (%d slots over the same handler times; makespan %.2f s)", format(ceiling, "msg/s"), slots, sim.makespan.Seconds()),
 		ceiling, fmt.Sprintf("worker %s in %.2f s; %s", format(rate, "msg/s"), at[2].Seconds(), setting))
-	e.add("P3", "steady utilization, 10%–90% of deletes (busy handler-s ÷ slots × wall)", steady, "ratio", atLeast(0.95),
+	e.add(scenarioLongTail, "steady utilization, 10%–90% of deletes (busy handler-s ÷ slots × wall)", steady, "ratio", atLeast(0.95),
 		"1.000 (every slot busy)", 1,
 		fmt.Sprintf("window %.2f s; msg/s in window ÷ simulated steady rate = %s ÷ %s = %.3f",
 			window.Seconds(), thousands(windowRate), thousands(sim.steadyRate), windowRate/sim.steadyRate))
-	e.add("P3", "SQS requests per message", perMsg, "req/msg", atMost(0.21), "floor 0.200", 0.2,
+	e.add(scenarioLongTail, "SQS requests per message", perMsg, "req/msg", atMost(0.21), "floor 0.200", 0.2,
 		fmt.Sprintf("%s; %d handler runs for %d messages", breakdown(reqs, n), runs.Load(), n))
 	if e.opts.RTT > 0 {
 		limit := float64(fetchers) * 10 / e.opts.RTT.Seconds()
-		e.add("P3", "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
+		e.add(scenarioLongTail, "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
 			fmt.Sprintf("%d × 10 ÷ %s = %s; ceiling %s", fetchers, e.opts.RTT, format(limit, "msg/s"), format(ceiling, "msg/s")),
 			limit, setting)
 	}

@@ -13,12 +13,12 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
-// p5 holds messages for several visibility timeouts and counts what the
+// heartbeat holds messages for several visibility timeouts and counts what the
 // heartbeat costs: calls per round, and messages delivered again.
-func (e *env) p5(ctx context.Context) error {
+func (e *env) heartbeat(ctx context.Context) error {
 	n := e.opts.count(1000, 10)
-	vt := e.opts.P5Visibility
-	q, err := e.fill(ctx, "p5", sqstest.QueueOptions{VisibilityTimeout: int(vt / time.Second)}, indexBodies(n))
+	vt := e.opts.HeartbeatVisibility
+	q, err := e.fill(ctx, "heartbeat", sqstest.QueueOptions{VisibilityTimeout: int(vt / time.Second)}, indexBodies(n))
 	if err != nil {
 		return err
 	}
@@ -35,12 +35,12 @@ func (e *env) p5(ctx context.Context) error {
 			return ctx.Err()
 		}
 	})
-	stopProf, err := e.prof.start("P5")
+	stopProf, err := e.prof.start(scenarioHeartbeat)
 	if err != nil {
 		return err
 	}
-	hold := time.Duration(e.opts.P5Hold * float64(vt))
-	e.progress("P5: %d messages held %s (%g × visibility timeout %s)", n, hold, e.opts.P5Hold, vt)
+	hold := time.Duration(e.opts.HeartbeatHold * float64(vt))
+	e.progress("%s: %d messages held %s (%g × visibility timeout %s)", scenarioHeartbeat, n, hold, e.opts.HeartbeatHold, vt)
 	w, err := e.startWorker(ctx, q.URL, h, func(c *config.Config) {
 		c.Concurrency, c.Prefetch, c.VisibilityTimeout = n, 0, vt
 	})
@@ -80,9 +80,9 @@ func (e *env) p5(ctx context.Context) error {
 	}
 	floor := math.Ceil(float64(n) / 10)
 	setting := fmt.Sprintf("%d messages held %.1f s, visibility timeout %s, heartbeat every %s", n, released.Sub(held).Seconds(), vt, tick)
-	e.add("P5", "redeliveries while held", received-float64(n), "count", exactly(0),
-		"0", 0, fmt.Sprintf("%.0f received for %d messages; %.0f leases lost", received, n, lost))
-	e.add("P5", "ChangeMessageVisibilityBatch calls per heartbeat round", perRound, "calls/round", atMost(1.05*floor),
+	e.add(scenarioHeartbeat, "redeliveries while held", received-float64(n), "count", exactly(0),
+		"0 (every lease kept alive while held)", 0, fmt.Sprintf("%.0f received for %d messages; %.0f leases lost", received, n, lost))
+	e.add(scenarioHeartbeat, "ChangeMessageVisibilityBatch calls per heartbeat round", perRound, "calls/round", atMost(1.05*floor),
 		fmt.Sprintf("⌈%d ÷ 10⌉ = %.0f", n, floor), floor,
 		fmt.Sprintf("%.0f calls (%.0f batches) in %.0f rounds (sqsworker_heartbeat_rounds_total); %s",
 			calls1-calls0, batches1-batches0, counted, setting))
