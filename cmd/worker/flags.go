@@ -79,6 +79,8 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long running handlers may take after SIGTERM")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "exit 0 once no message was received for this long (0: never)")
+	fs.IntVar(&c.MaxMessages, "max-messages", c.MaxMessages, "stop receiving after this many messages, finish them, exit 0 (0: no limit)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 
@@ -87,7 +89,7 @@ func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
 		{"Throughput", []string{"concurrency", "fetchers", "prefetch", "wait-time", "delete-flush-interval"}},
 		{"Leases and retries", []string{"visibility-timeout", "max-extension", "max-processing-time", "handler-timeout", "retry-backoff-min", "retry-backoff-max"}},
 		{"Handler", []string{"handler", "http-url", "http-timeout", "exec", "exec-timeout", "exec-output-limit", "unwrap-sns"}},
-		{"Operations", []string{"metrics-addr", "pprof", "shutdown-timeout", "log-level", "log-format"}},
+		{"Operations", []string{"metrics-addr", "pprof", "shutdown-timeout", "idle-timeout", "max-messages", "log-level", "log-format"}},
 	}
 }
 
@@ -133,7 +135,7 @@ var configFlags = map[string]string{
 	"RetryBackoffMin": "retry-backoff-min", "RetryBackoffMax": "retry-backoff-max",
 	"Handler": "handler", "HTTPURL": "http-url", "HTTPTimeout": "http-timeout", "Exec": "exec",
 	"ExecTimeout": "exec-timeout", "ExecOutputLimit": "exec-output-limit", "UnwrapSNS": "unwrap-sns",
-	"MetricsAddr": "metrics-addr", "Pprof": "pprof", "ShutdownTimeout": "shutdown-timeout",
+	"IdleTimeout": "idle-timeout", "MaxMessages": "max-messages", "MetricsAddr": "metrics-addr", "Pprof": "pprof", "ShutdownTimeout": "shutdown-timeout",
 	"LogLevel": "log-level", "LogFormat": "log-format",
 }
 

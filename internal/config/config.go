@@ -126,6 +126,14 @@ type Config struct {
 	// UnwrapSNS makes the handler see the inner message of SNS envelopes.
 	UnwrapSNS bool
 
+	// IdleTimeout, when positive, stops the worker (gracefully, exit 0)
+	// once no message was received for this long. Defaults to 0: never.
+	IdleTimeout time.Duration
+	// MaxMessages, when positive, stops receiving after this many
+	// messages; the worker finishes them and stops. Defaults to 0: no
+	// limit.
+	MaxMessages int
+
 	// MetricsAddr is where /metrics, /healthz and /readyz are served;
 	// empty disables the server. Defaults to :9090.
 	MetricsAddr string
@@ -194,6 +202,7 @@ func (c *Config) Validate() error {
 		{"Concurrency", c.Concurrency, 1, 10000},
 		{"Fetchers", c.Fetchers, 0, 1000},
 		{"Prefetch", c.Prefetch, DefaultPrefetch, 100000},
+		{"MaxMessages", c.MaxMessages, 0, 1 << 40},
 	}
 	for _, ck := range checks {
 		if ck.v < ck.lo || ck.v > ck.hi {
@@ -213,6 +222,7 @@ func (c *Config) Validate() error {
 		{"RetryBackoffMin", c.RetryBackoffMin, 0, sqsapi.MaxVisibility},
 		{"RetryBackoffMax", c.RetryBackoffMax, c.RetryBackoffMin, sqsapi.MaxVisibility},
 		{"ShutdownTimeout", c.ShutdownTimeout, time.Second, time.Hour},
+		{"IdleTimeout", c.IdleTimeout, 0, 365 * 24 * time.Hour},
 	}
 	for _, d := range durs {
 		if d.v < d.lo || d.v > d.hi {

@@ -65,6 +65,9 @@ type Config struct {
 	WaitTime time.Duration
 	// VisibilityTimeout is the lease asked for on receive.
 	VisibilityTimeout time.Duration
+	// MaxMessages, when positive, ends receiving once this many messages
+	// were received: Exhausted is closed then. Defaults to 0, no limit.
+	MaxMessages int
 	// ErrorBackoffMin and ErrorBackoffMax bound the wait after a failed
 	// receive. Default to DefaultErrorBackoffMin and DefaultErrorBackoffMax.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
@@ -96,6 +99,12 @@ type Fetcher struct {
 	fail         func(error) // ends every fetcher: the queue is gone
 	adaptMu      sync.Mutex
 	polls        int // fetchers wanted, while adapting
+
+	budget       atomic.Int64 // messages still to receive, with MaxMessages
+	received     atomic.Int64
+	exhausted    chan struct{} // closed once MaxMessages were received
+	exhaustOnce  sync.Once
+	lastReceived atomic.Int64 // unix nanos of the last receive that brought messages
 }
 
 // New creates a Fetcher that sends what it receives to out, and closes out
@@ -110,9 +119,38 @@ func New(cfg Config, api API, leases Leases, health Health,
 		cfg.ErrorBackoffMax = max(DefaultErrorBackoffMax, cfg.ErrorBackoffMin)
 	}
 	pollCtx, abort := context.WithCancel(context.Background())
-	return &Fetcher{cfg: cfg, api: api, leases: leases, health: health,
+	f := &Fetcher{cfg: cfg, api: api, leases: leases, health: health,
 		out: out, log: log.Named("fetch"), metrics: m, pollCtx: pollCtx, abortPolls: abort,
-		loopsDone: make(chan struct{})}
+		loopsDone: make(chan struct{}), exhausted: make(chan struct{})}
+	f.budget.Store(int64(cfg.MaxMessages))
+	f.lastReceived.Store(time.Now().UnixNano())
+	return f
+}
+
+// Exhausted is closed once MaxMessages messages were received; the
+// fetchers then end.
+func (f *Fetcher) Exhausted() <-chan struct{} { return f.exhausted }
+
+// LastReceived is when the last receive that brought messages returned,
+// or when the Fetcher was created.
+func (f *Fetcher) LastReceived() time.Time { return time.Unix(0, f.lastReceived.Load()) }
+
+// take takes up to n messages of the MaxMessages budget; 0 with done set
+// means every message of it was received.
+func (f *Fetcher) take(n int) (took int, done bool) {
+	if f.cfg.MaxMessages <= 0 {
+		return n, false
+	}
+	for {
+		left := f.budget.Load()
+		if left <= 0 {
+			return 0, f.received.Load() >= int64(f.cfg.MaxMessages)
+		}
+		k := min(int64(n), left)
+		if f.budget.CompareAndSwap(left, left-k) {
+			return int(k), false
+		}
+	}
 }
 
 // Start launches the fetchers; they receive until Stop, or until the queue
@@ -237,12 +275,24 @@ func (f *Fetcher) Err() error {
 func (f *Fetcher) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := f.leases.Reserve(ctx, sqsapi.MaxBatchEntries)
-		if err != nil {
+		want, done := f.take(sqsapi.MaxBatchEntries)
+		if done {
+			f.exhaustOnce.Do(func() { close(f.exhausted) })
 			return nil
 		}
+		if want == 0 { // the rest of the budget is out with other polls
+			backoff.Sleep(ctx, backoff.Jitter(f.cfg.ErrorBackoffMin))
+			continue
+		}
+		n, err := f.leases.Reserve(ctx, want)
+		if err != nil {
+			f.giveBack(want)
+			return nil
+		}
+		f.giveBack(want - n)
 		msgs, err := f.receive(n)
 		if err != nil {
+			f.giveBack(n)
 			f.leases.Unreserve(n)
 			if sqsapi.IsQueueMissing(err) {
 				return fmt.Errorf("receive from %s: %w (create it, or check the queue URL and the region)", f.cfg.QueueURL, ErrQueueMissing)
@@ -262,6 +312,11 @@ func (f *Fetcher) loop(ctx context.Context) error {
 		}
 		f.health.ReceiveSucceeded()
 		f.leases.Unreserve(n - len(msgs))
+		f.giveBack(n - len(msgs))
+		if len(msgs) > 0 {
+			f.received.Add(int64(len(msgs)))
+			f.lastReceived.Store(time.Now().UnixNano())
+		}
 		end := f.adapt(ctx, n, len(msgs))
 		if len(msgs) == 0 {
 			f.metrics.ReceiveEmpty.Inc()
@@ -295,6 +350,13 @@ func (f *Fetcher) loop(ctx context.Context) error {
 // retry would only add a second poll on top. The fetch loop backs off
 // and polls again instead.
 func noRetry(o *sqs.Options) { o.RetryMaxAttempts = 1 }
+
+// giveBack returns n untaken messages to the MaxMessages budget.
+func (f *Fetcher) giveBack(n int) {
+	if f.cfg.MaxMessages > 0 && n > 0 {
+		f.budget.Add(int64(n))
+	}
+}
 
 func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+pollSlack)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Outcomes of one handled message, the values of the outcome label.
@@ -171,3 +172,36 @@ func (m *Metrics) ObserveRequest(action, outcome string, d time.Duration) {
 	m.SQSRequests.WithLabelValues(action, outcome).Inc()
 	m.SQSRequestDuration.WithLabelValues(action).Observe(d.Seconds())
 }
+
+// Totals is what a worker did, for the line it logs at exit.
+type Totals struct {
+	SQSRequests, Received, Succeeded, Failed float64
+}
+
+// Totals sums the counters behind Totals.
+func (m *Metrics) Totals() Totals {
+	var t Totals
+	t.SQSRequests = sum(m.SQSRequests)
+	t.Received = sum(m.MessagesReceived)
+	t.Succeeded = value(m.MessagesProcessed.WithLabelValues(OutcomeSuccess))
+	for _, o := range []string{OutcomeFailure, OutcomePanic, OutcomeTimeout} {
+		t.Failed += value(m.MessagesProcessed.WithLabelValues(o))
+	}
+	return t
+}
+
+// sum adds up every counter c collects.
+func sum(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
+	total := 0.0
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) == nil && d.Counter != nil {
+			total += d.Counter.GetValue()
+		}
+	}
+	return total
+}
+
+func value(c prometheus.Counter) float64 { return sum(c) }

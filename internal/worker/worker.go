@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		client, w.leases, log, w.metrics)
 	w.buffered = make(chan *message.Message, limit)
 	w.fetcher = fetch.New(fetch.Config{
-		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers, MaxFetchers: cfg.MaxFetchers(),
+		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers, MaxFetchers: cfg.MaxFetchers(), MaxMessages: cfg.MaxMessages,
 		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
 	}, client, w.leases, w.health, w.buffered, log, w.metrics)
 	reserve := shutdownReserve(cfg.ShutdownTimeout)
@@ -271,16 +271,47 @@ func (w *Worker) supervise() {
 	if w.server != nil {
 		serverFailed = w.server.Failed()
 	}
-	select {
-	case <-w.stopping:
-		w.log.Info("shutting down: no new receives; releasing buffered messages; waiting for running handlers",
-			zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
-	case <-w.fetcher.Failed():
-		w.err = w.fetcher.Err()
-		w.log.Error("stopping: cannot receive", zap.Error(w.err))
-	case <-serverFailed:
-		w.err = w.server.Err()
-		w.log.Error("stopping: metrics server failed", zap.Error(w.err))
+	var idle <-chan time.Time // nil, so never ready, without an idle timeout
+	if w.cfg.IdleTimeout > 0 {
+		tick := time.NewTicker(min(w.cfg.IdleTimeout/4, time.Second))
+		defer tick.Stop()
+		idle = tick.C
+	}
+	exhausted, failed := w.fetcher.Exhausted(), w.fetcher.Failed()
+	var settled <-chan time.Time // ticks once every message asked for was received
+	for {
+		select {
+		case <-w.stopping:
+			w.log.Info("shutting down: no new receives; releasing buffered messages; waiting for running handlers",
+				zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+		case <-failed:
+			if w.err = w.fetcher.Err(); w.err == nil {
+				failed = nil // the fetchers ended because every message asked for was received
+				continue
+			}
+			w.log.Error("stopping: cannot receive", zap.Error(w.err))
+		case <-serverFailed:
+			w.err = w.server.Err()
+			w.log.Error("stopping: metrics server failed", zap.Error(w.err))
+		case <-idle:
+			since := time.Since(w.fetcher.LastReceived())
+			if since < w.cfg.IdleTimeout {
+				continue
+			}
+			w.log.Info("stopping: no message received within the idle timeout", zap.Duration("idle_timeout", w.cfg.IdleTimeout))
+		case <-exhausted:
+			exhausted = nil
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			settled = tick.C
+			continue
+		case <-settled:
+			if w.leases.Len() > 0 {
+				continue
+			}
+			w.log.Info("stopping: the messages asked for were received and handled", zap.Int("max_messages", w.cfg.MaxMessages))
+		}
+		break
 	}
 	w.shutdown()
 	w.life.Stopped()
@@ -337,7 +368,13 @@ func (w *Worker) shutdown() {
 	if left := w.leases.Len(); left > 0 {
 		w.log.Warn("leases still held at exit; those messages stay invisible until their visibility timeout", zap.Int("leases", left))
 	}
-	w.log.Info("worker stopped")
+	st := w.metrics.Totals()
+	fields := []zap.Field{zap.Float64("sqs_requests", st.SQSRequests), zap.Float64("received", st.Received),
+		zap.Float64("succeeded", st.Succeeded), zap.Float64("failed", st.Failed)}
+	if st.Received > 0 {
+		fields = append(fields, zap.Time("last_message_received_at", w.fetcher.LastReceived()))
+	}
+	w.log.Info("worker stopped", fields...)
 }
 
 func (w *Worker) stopServer(ctx context.Context) error {
