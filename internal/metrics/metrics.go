@@ -181,27 +181,31 @@ type Totals struct {
 // Totals sums the counters behind Totals.
 func (m *Metrics) Totals() Totals {
 	var t Totals
-	t.SQSRequests = sum(m.SQSRequests)
-	t.Received = sum(m.MessagesReceived)
-	t.Succeeded = value(m.MessagesProcessed.WithLabelValues(OutcomeSuccess))
+	t.SQSRequests = Sum(m.SQSRequests)
+	t.Received = Sum(m.MessagesReceived)
+	t.Succeeded = Sum(m.MessagesProcessed.WithLabelValues(OutcomeSuccess))
 	for _, o := range []string{OutcomeFailure, OutcomePanic, OutcomeTimeout} {
-		t.Failed += value(m.MessagesProcessed.WithLabelValues(o))
+		t.Failed += Sum(m.MessagesProcessed.WithLabelValues(o))
 	}
 	return t
 }
 
-// sum adds up every counter c collects.
-func sum(c prometheus.Collector) float64 {
+// Sum is the sum of c's counters and gauges over all label values.
+func Sum(c prometheus.Collector) float64 {
 	ch := make(chan prometheus.Metric, 64)
 	go func() { c.Collect(ch); close(ch) }()
 	total := 0.0
 	for m := range ch {
 		var d dto.Metric
-		if m.Write(&d) == nil && d.Counter != nil {
+		if m.Write(&d) != nil {
+			continue
+		}
+		switch {
+		case d.Counter != nil:
 			total += d.Counter.GetValue()
+		case d.Gauge != nil:
+			total += d.Gauge.GetValue()
 		}
 	}
 	return total
 }
-
-func value(c prometheus.Counter) float64 { return sum(c) }
