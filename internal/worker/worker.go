@@ -5,16 +5,11 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/ack"
@@ -134,58 +129,12 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 func (w *Worker) resolveQueue(ctx context.Context, client API) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	where := "SQS"
-	if w.cfg.EndpointURL != "" {
-		where = w.cfg.EndpointURL
-	}
-	if w.cfg.QueueURL == "" {
-		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(w.cfg.Queue)})
-		if err != nil {
-			return explainQueueError(err, w.cfg.Queue, where)
-		}
-		w.cfg.QueueURL = aws.ToString(out.QueueUrl)
-	}
-	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(w.cfg.QueueURL),
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameQueueArn, types.QueueAttributeNameRedrivePolicy,
-		},
-	})
+	q, err := sqsapi.ResolveQueue(ctx, client, sqsapi.QueueRef{URL: w.cfg.QueueURL, Name: w.cfg.Queue}, w.cfg.EndpointURL)
 	if err != nil {
-		return explainQueueError(err, w.cfg.QueueURL, where)
+		return err
 	}
-	w.maxReceiveCount = maxReceiveCount(out.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
+	w.cfg.QueueURL, w.maxReceiveCount = q.URL, q.MaxReceiveCount()
 	return nil
-}
-
-// maxReceiveCount reads a RedrivePolicy attribute; 0 when the queue has
-// no dead-letter queue (or the policy cannot be read).
-func maxReceiveCount(policy string) int {
-	if policy == "" {
-		return 0
-	}
-	var p struct {
-		MaxReceiveCount json.Number `json:"maxReceiveCount"` // SQS writes a number, older tools a string
-	}
-	if err := json.Unmarshal([]byte(policy), &p); err != nil {
-		return 0
-	}
-	n, err := strconv.Atoi(p.MaxReceiveCount.String())
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
-}
-
-func explainQueueError(err error, queue, where string) error {
-	if sqsapi.IsQueueMissing(err) {
-		return fmt.Errorf("queue %s does not exist at %s: create it (or check the queue URL or name, the region and the endpoint)", queue, where)
-	}
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial tcp") {
-		msg = msg[i+2:]
-	}
-	return fmt.Errorf("cannot reach %s to look up queue %s: %s (check the endpoint, AWS_ENDPOINT_URL_SQS, credentials and network)", where, queue, msg)
 }
 
 // Config is the configuration the worker runs with, QueueURL resolved.
