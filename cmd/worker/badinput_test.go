@@ -94,9 +94,9 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
 	}
 	cfg := config.Default()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	runFlags(fs, &cfg)
-	fs.VisitAll(func(f *flag.Flag) {
+	f := newFlagSet("run")
+	runFlags(f, &cfg)
+	f.fs.VisitAll(func(f *flag.Flag) {
 		want := "--" + f.Name + " (" + envName(f.Name) + ")"
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("--help lacks %q", want)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
+	"time"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 )
@@ -18,9 +20,198 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// flagSet is one subcommand's flags. Each flag sets a field of a struct
+// given to bind, and flagSet remembers which, so that a validation error
+// naming the field (config.FieldError) is shown under the flag; each sits
+// in the group --help shows it under, and has its SQSWORKER_ variable.
+type flagSet struct {
+	fs     *flag.FlagSet
+	bound  []reflect.Value   // the structs flags set fields of
+	groups []flagGroup       // in the order --help shows them
+	fields map[string]string // Go field name → flag name
+	env    func(string) (string, bool)
+}
+
 type flagGroup struct {
 	title string
 	names []string
+}
+
+func newFlagSet(name string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{fs: fs, fields: map[string]string{}, env: os.LookupEnv}
+}
+
+// bind declares the structs (pointers) whose fields the flags set.
+func (f *flagSet) bind(structs ...any) {
+	for _, s := range structs {
+		v := reflect.ValueOf(s)
+		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+			panic(fmt.Sprintf("flagSet.bind: %T is not a pointer to a struct", s))
+		}
+		f.bound = append(f.bound, v.Elem())
+	}
+}
+
+// group starts a group: the flags declared next are listed under title.
+func (f *flagSet) group(title string) {
+	f.groups = append(f.groups, flagGroup{title: title})
+}
+
+// Var declares a flag setting the field p points to (a string, int,
+// bool, float64 or time.Duration field of a bound struct), its default the
+// field's current value.
+func (f *flagSet) Var(p any, name, usage string) {
+	switch p := p.(type) {
+	case *string:
+		f.fs.StringVar(p, name, *p, usage)
+	case *int:
+		f.fs.IntVar(p, name, *p, usage)
+	case *bool:
+		f.fs.BoolVar(p, name, *p, usage)
+	case *float64:
+		f.fs.Float64Var(p, name, *p, usage)
+	case *time.Duration:
+		f.fs.DurationVar(p, name, *p, usage)
+	default:
+		panic(fmt.Sprintf("flag --%s: no flag kind for %T; use Value", name, p))
+	}
+	f.declared(name, p)
+}
+
+// Value declares a flag parsed by v, which sets the field p points to.
+func (f *flagSet) Value(v flag.Value, p any, name, usage string) {
+	f.fs.Var(v, name, usage)
+	f.declared(name, p)
+}
+
+func (f *flagSet) declared(name string, p any) {
+	if len(f.groups) == 0 {
+		panic(fmt.Sprintf("flag --%s declared before any group", name))
+	}
+	field := f.fieldOf(p)
+	if other, dup := f.fields[field]; dup {
+		panic(fmt.Sprintf("flags --%s and --%s both set a field named %s", other, name, field))
+	}
+	f.fields[field] = name
+	g := &f.groups[len(f.groups)-1]
+	g.names = append(g.names, name)
+}
+
+// fieldOf names the field of a bound struct that p points to.
+func (f *flagSet) fieldOf(p any) string {
+	pv := reflect.ValueOf(p)
+	for _, s := range f.bound {
+		if name, ok := findField(s, pv); ok {
+			return name
+		}
+	}
+	panic(fmt.Sprintf("flagSet: %T points into no bound struct", p))
+}
+
+func findField(s, p reflect.Value) (string, bool) {
+	for i := range s.NumField() {
+		fv := s.Field(i)
+		if fv.Addr().Pointer() == p.Pointer() && fv.Type() == p.Type().Elem() {
+			return s.Type().Field(i).Name, true
+		}
+		if fv.Kind() == reflect.Struct {
+			if name, ok := findField(fv, p); ok {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// flagFor names the flag that sets a field, "" when none does.
+func (f *flagSet) flagFor(field string) string { return f.fields[field] }
+
+// parse reads the SQSWORKER_ variables, then args (which win), turning
+// the flag package's multi-line complaints into one line. --help writes
+// the grouped usage to out and returns flag.ErrHelp.
+func (f *flagSet) parse(cmd *command, args []string, out io.Writer) error {
+	if err := f.applyEnv(); err != nil {
+		return usageErr(err)
+	}
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			f.usage(out, cmd)
+			return err
+		}
+		return usageErr(fmt.Errorf("%w (see worker %s --help)", err, cmd.name))
+	}
+	if f.fs.NArg() > 0 {
+		return usageErr(fmt.Errorf("unexpected argument %q (see worker %s --help)", f.fs.Arg(0), cmd.name))
+	}
+	return nil
+}
+
+func (f *flagSet) applyEnv() error {
+	var err error
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if v, ok := f.env(envName(fl.Name)); ok && err == nil {
+			if e := f.fs.Set(fl.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(fl.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// explain names flags where err, a config.FieldError, names the Config
+// fields they set: "--concurrency is -3: it must be between 1 and 10000".
+// A usage error stays one.
+func (f *flagSet) explain(err error) error {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	msg := errors.New(fe.Format(func(field string) string {
+		if name := f.flagFor(field); name != "" {
+			return "--" + name
+		}
+		return field
+	}))
+	if errors.Is(err, errUsage) {
+		return usageErr(msg)
+	}
+	return msg
+}
+
+func (f *flagSet) usage(w io.Writer, cmd *command) {
+	fmt.Fprintf(w, "Usage: worker %s [flags]\n\n%s\n", cmd.name, cmd.about())
+	for _, g := range f.groups {
+		fmt.Fprintf(w, "\n%s:\n", g.title)
+		for _, name := range g.names {
+			fl := f.fs.Lookup(name)
+			def := ""
+			if fl.DefValue != "" && fl.DefValue != "[]" {
+				def = fmt.Sprintf(" (default %s)", fl.DefValue)
+			}
+			fmt.Fprintf(w, "  --%s (%s)\n      %s%s\n", fl.Name, envName(fl.Name), fl.Usage, def)
+		}
+	}
+	fmt.Fprintf(w, "\nExample:\n%s\n", indent(cmd.example))
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// queueFlags declares the flags every subcommand names its queue with.
+func queueFlags(f *flagSet, queueURL, queue, endpoint, region *string, what string) {
+	f.group("Queue")
+	f.Var(queueURL, "queue-url", "URL of the queue to "+what)
+	f.Var(queue, "queue", "name of the queue to "+what+", resolved with GetQueueUrl (instead of --queue-url)")
+	f.Var(endpoint, "endpoint-url", "SQS endpoint (default: the SDK's resolution: AWS_ENDPOINT_URL_SQS, AWS_REGION)")
+	f.Var(region, "region", "AWS region (default: AWS_REGION)")
 }
 
 // argvFlag collects --exec as an argv: given once, it is split on spaces
@@ -39,125 +230,69 @@ func (a *argvFlag) String() string {
 
 func (a *argvFlag) Set(v string) error {
 	if !a.set {
-		*a.argv = nil
 		a.set = true
-		*a.argv = append(*a.argv, strings.Fields(v)...)
+		*a.argv = strings.Fields(v)
 		return nil
 	}
 	*a.argv = append(*a.argv, v)
 	return nil
 }
 
-// runFlags binds every Config field to a flag and returns the groups --help
-// shows them in.
-func runFlags(fs *flag.FlagSet, c *config.Config) []flagGroup {
-	fs.StringVar(&c.QueueURL, "queue-url", c.QueueURL, "URL of the queue to consume")
-	fs.StringVar(&c.Queue, "queue", c.Queue, "name of the queue to consume, resolved with GetQueueUrl (instead of --queue-url)")
-	fs.StringVar(&c.EndpointURL, "endpoint-url", c.EndpointURL, "SQS endpoint (default: the SDK's resolution: AWS_ENDPOINT_URL_SQS, AWS_REGION)")
-	fs.StringVar(&c.Region, "region", c.Region, "AWS region (default: AWS_REGION)")
+// listFlag is a repeatable flag; each value may also be a comma-separated
+// list (which is how its SQSWORKER_ variable gives several).
+type listFlag struct{ list *[]string }
 
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "handlers running at once")
-	fs.IntVar(&c.Fetchers, "fetchers", c.Fetchers, "ReceiveMessage long polls at once (0: adapt between 1 and (concurrency+prefetch)/10, more while receives come back full)")
-	fs.IntVar(&c.Prefetch, "prefetch", c.Prefetch, "received messages that may wait for a free handler (-1: as many as --concurrency)")
-	fs.DurationVar(&c.WaitTime, "wait-time", c.WaitTime, "long-poll wait of each receive, 0s-20s")
-	fs.DurationVar(&c.VisibilityTimeout, "visibility-timeout", c.VisibilityTimeout, "lease asked for on receive; heartbeats extend it while the handler runs")
-	fs.DurationVar(&c.MaxExtension, "max-extension", c.MaxExtension, "longest single lease extension (extensions follow the p99 handler time)")
-	fs.DurationVar(&c.MaxProcessingTime, "max-processing-time", c.MaxProcessingTime, "stop extending a lease after this long (SQS allows 12h)")
-	fs.DurationVar(&c.HandlerTimeout, "handler-timeout", c.HandlerTimeout, "cancel a handler after this long (0: no timeout)")
-	fs.DurationVar(&c.DeleteFlushInterval, "delete-flush-interval", c.DeleteFlushInterval, "longest wait for a full DeleteMessageBatch of 10")
-	fs.DurationVar(&c.RetryBackoffMin, "retry-backoff-min", c.RetryBackoffMin, "delay before a failed message is visible again, first receive")
-	fs.DurationVar(&c.RetryBackoffMax, "retry-backoff-max", c.RetryBackoffMax, "cap of that delay, which doubles with each receive")
-
-	fs.StringVar(&c.Handler, "handler", c.Handler, "handler kind: http or exec")
-	fs.StringVar(&c.HTTPURL, "http-url", c.HTTPURL, "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
-	fs.DurationVar(&c.HTTPTimeout, "http-timeout", c.HTTPTimeout, "http handler: timeout of one request")
-	fs.Var(&argvFlag{argv: &c.Exec}, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
-	fs.DurationVar(&c.ExecTimeout, "exec-timeout", c.ExecTimeout, "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
-	fs.IntVar(&c.ExecOutputLimit, "exec-output-limit", c.ExecOutputLimit, "exec handler: bytes of the command's stdout and of its stderr kept for the log")
-	fs.BoolVar(&c.UnwrapSNS, "unwrap-sns", c.UnwrapSNS, "give the handler the inner message of SNS envelopes")
-
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of /metrics, /healthz and /readyz (empty: off)")
-	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long running handlers may take after SIGTERM")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "exit 0 once no message was received for this long (0: never)")
-	fs.IntVar(&c.MaxMessages, "max-messages", c.MaxMessages, "stop receiving after this many messages, finish them, exit 0 (0: no limit)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
-
-	return []flagGroup{
-		{"Queue", []string{"queue-url", "queue", "endpoint-url", "region"}},
-		{"Throughput", []string{"concurrency", "fetchers", "prefetch", "wait-time", "delete-flush-interval"}},
-		{"Leases and retries", []string{"visibility-timeout", "max-extension", "max-processing-time", "handler-timeout", "retry-backoff-min", "retry-backoff-max"}},
-		{"Handler", []string{"handler", "http-url", "http-timeout", "exec", "exec-timeout", "exec-output-limit", "unwrap-sns"}},
-		{"Operations", []string{"metrics-addr", "pprof", "shutdown-timeout", "idle-timeout", "max-messages", "log-level", "log-format"}},
+func (l listFlag) String() string {
+	if l.list == nil {
+		return ""
 	}
+	return strings.Join(*l.list, ",")
 }
 
-// applyEnv sets every flag whose SQSWORKER_ variable is set; flags on the
-// command line, parsed after, win.
-func applyEnv(fs *flag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil {
-			return
-		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
-			}
-		}
-	})
-	return err
-}
-
-func usage(w io.Writer, cmd, summary string, fs *flag.FlagSet, groups []flagGroup) {
-	fmt.Fprintf(w, "Usage: worker %s [flags]\n\n%s\n", cmd, summary)
-	for _, g := range groups {
-		fmt.Fprintf(w, "\n%s:\n", g.title)
-		for _, name := range g.names {
-			f := fs.Lookup(name)
-			def := ""
-			if f.DefValue != "" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(w, "  --%s (%s)\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+func (l listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.list = append(*l.list, s)
 		}
 	}
+	return nil
 }
 
-// configFlags maps every config.Config field a user sets to its flag, so
-// that validation errors, which name fields, name flags here.
-var configFlags = map[string]string{
-	"QueueURL": "queue-url", "Queue": "queue", "EndpointURL": "endpoint-url", "Region": "region",
-	"Concurrency": "concurrency", "Fetchers": "fetchers", "Prefetch": "prefetch", "WaitTime": "wait-time",
-	"VisibilityTimeout": "visibility-timeout", "MaxExtension": "max-extension", "MaxProcessingTime": "max-processing-time",
-	"HandlerTimeout": "handler-timeout", "DeleteFlushInterval": "delete-flush-interval",
-	"RetryBackoffMin": "retry-backoff-min", "RetryBackoffMax": "retry-backoff-max",
-	"Handler": "handler", "HTTPURL": "http-url", "HTTPTimeout": "http-timeout", "Exec": "exec",
-	"ExecTimeout": "exec-timeout", "ExecOutputLimit": "exec-output-limit", "UnwrapSNS": "unwrap-sns",
-	"IdleTimeout": "idle-timeout", "MaxMessages": "max-messages", "MetricsAddr": "metrics-addr", "Pprof": "pprof", "ShutdownTimeout": "shutdown-timeout",
-	"LogLevel": "log-level", "LogFormat": "log-format",
-}
+// runFlags binds every Config field to a flag, in the groups --help shows.
+func runFlags(f *flagSet, c *config.Config) {
+	f.bind(c)
+	queueFlags(f, &c.QueueURL, &c.Queue, &c.EndpointURL, &c.Region, "consume")
 
-// flagError renders err, naming flags where it names Config fields.
-func flagError(err error) string {
-	var fe *config.FieldError
-	if !errors.As(err, &fe) {
-		return err.Error()
-	}
-	return fe.Format(func(field string) string {
-		if name, ok := configFlags[field]; ok {
-			return "--" + name
-		}
-		return field
-	})
-}
+	f.group("Throughput")
+	f.Var(&c.Concurrency, "concurrency", "handlers running at once")
+	f.Var(&c.Fetchers, "fetchers", "ReceiveMessage long polls at once (0: adapt between 1 and (concurrency+prefetch)/10, more while receives come back full)")
+	f.Var(&c.Prefetch, "prefetch", "received messages that may wait for a free handler (-1: as many as --concurrency)")
+	f.Var(&c.WaitTime, "wait-time", "long-poll wait of each receive, 0s-20s")
+	f.Var(&c.DeleteFlushInterval, "delete-flush-interval", "longest wait for a full DeleteMessageBatch of 10")
 
-// flagErrorf is err with its Config fields named as flags.
-func flagErrorf(err error) error {
-	var fe *config.FieldError
-	if !errors.As(err, &fe) {
-		return err
-	}
-	return errors.New(flagError(err))
+	f.group("Leases and retries")
+	f.Var(&c.VisibilityTimeout, "visibility-timeout", "lease asked for on receive; heartbeats extend it while the handler runs")
+	f.Var(&c.MaxExtension, "max-extension", "longest single lease extension (extensions follow the p99 handler time)")
+	f.Var(&c.MaxProcessingTime, "max-processing-time", "stop extending a lease after this long (SQS allows 12h)")
+	f.Var(&c.HandlerTimeout, "handler-timeout", "cancel a handler after this long (0: no timeout)")
+	f.Var(&c.RetryBackoffMin, "retry-backoff-min", "delay before a failed message is visible again, first receive")
+	f.Var(&c.RetryBackoffMax, "retry-backoff-max", "cap of that delay, which doubles with each receive")
+
+	f.group("Handler")
+	f.Var(&c.Handler, "handler", "handler kind: http or exec")
+	f.Var(&c.HTTPURL, "http-url", "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
+	f.Var(&c.HTTPTimeout, "http-timeout", "http handler: timeout of one request")
+	f.Value(&argvFlag{argv: &c.Exec}, &c.Exec, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
+	f.Var(&c.ExecTimeout, "exec-timeout", "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
+	f.Var(&c.ExecOutputLimit, "exec-output-limit", "exec handler: bytes of the command's stdout and of its stderr kept for the log")
+	f.Var(&c.UnwrapSNS, "unwrap-sns", "give the handler the inner message of SNS envelopes")
+
+	f.group("Operations")
+	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz (empty: off)")
+	f.Var(&c.Pprof, "pprof", "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
+	f.Var(&c.ShutdownTimeout, "shutdown-timeout", "how long running handlers may take after SIGTERM")
+	f.Var(&c.IdleTimeout, "idle-timeout", "exit 0 once no message was received for this long (0: never)")
+	f.Var(&c.MaxMessages, "max-messages", "stop receiving after this many messages, finish them, exit 0 (0: no limit)")
+	f.Var(&c.LogLevel, "log-level", "debug, info, warn or error")
+	f.Var(&c.LogFormat, "log-format", "json or console")
 }

@@ -1,32 +1,65 @@
 // Command worker consumes an Amazon SQS queue: it receives messages, runs a
 // handler on each, keeps their leases alive while the handler runs, and
-// deletes them only after it succeeded.
+// deletes them only after it succeeded. Its other subcommands are the
+// day-two tools: load a queue from a file, show its health, set it up.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-const topUsage = `Usage: worker [run] [flags]
+// command is one subcommand, declared once: its help, its flags and what
+// it runs. dispatch gives every command the same flag, environment, help
+// and error handling.
+type command struct {
+	name string
+	// summary is the one line `worker help` shows.
+	summary string
+	// details, when set, follow the summary in --help.
+	details string
+	// example ends the command's --help: one or more command lines.
+	example string
+	// flags declares the command's flags on f and returns what runs once
+	// they are parsed.
+	flags func(f *flagSet) action
+}
 
-Subcommands:
-  run    consume a queue (the default)
+// action runs a command. Its error is shown as one line; a usage error
+// (usageErr, or a config.FieldError) exits 2, any other 1.
+type action func(ctx context.Context, std stdio) error
 
-Run 'worker run --help' for the flags. Every flag can also be set with an
-environment variable: --concurrency is SQSWORKER_CONCURRENCY.
-`
+// stdio is what a command reads and writes: data on out, messages on err.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func (c *command) about() string {
+	if c.details == "" {
+		return c.summary + "."
+	}
+	return c.summary + ".\n" + c.details
+}
+
+// commands in the order `worker help` lists them; the first is the default.
+var commands = []*command{runCmd}
 
 // errUsage marks errors in how the command was called: exit status 2.
 var errUsage = errors.New("usage")
+
+func usageErr(err error) error { return fmt.Errorf("%w: %w", errUsage, err) }
 
 func main() {
 	if os.Getenv("GOGC") == "" {
@@ -41,24 +74,9 @@ func main() {
 
 // run is main without the exit, so that tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "run":
-		err = runCommand(args, stdout)
-	case "help":
-		fmt.Fprint(stdout, topUsage)
-		return 0
-	default:
-		err = fmt.Errorf("%w: unknown subcommand %q (see worker --help)", errUsage, cmd)
-	}
+	err := dispatch(args, stdio{in: os.Stdin, out: stdout, err: stderr})
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "worker: %s\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
@@ -69,24 +87,70 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// parseFlags parses env then args into fs, turning the flag package's
-// multi-line complaints into one line.
-func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, cmd, summary string, groups []flagGroup) error {
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := applyEnv(fs); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+// dispatch finds the subcommand (run when args start with a flag), parses
+// its flags and environment, and runs it until it ends or a signal
+// cancels its context.
+func dispatch(args []string, std stdio) error {
+	name := commands[0].name
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	} else if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		name, args = "help", nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout, cmd, summary, fs, groups)
-			return err
+	if name == "help" {
+		return help(args, std.out)
+	}
+	cmd := lookup(name)
+	if cmd == nil {
+		return usageErr(fmt.Errorf("unknown subcommand %q (see worker help)", name))
+	}
+	f := newFlagSet(cmd.name)
+	act := cmd.flags(f)
+	if err := f.parse(cmd, args, std.out); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return f.explain(act(ctx, std))
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
 		}
-		return fmt.Errorf("%w: %w (see worker %s --help)", errUsage, err, cmd)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see worker %s --help)", errUsage, fs.Arg(0), cmd)
+	return nil
+}
+
+// help lists the subcommands, or shows one's flags: worker help load.
+func help(args []string, out io.Writer) error {
+	if len(args) > 0 {
+		if cmd := lookup(args[0]); cmd != nil {
+			f := newFlagSet(cmd.name)
+			cmd.flags(f)
+			f.usage(out, cmd)
+			return nil
+		}
+		return usageErr(fmt.Errorf("unknown subcommand %q (see worker help)", args[0]))
 	}
+	fmt.Fprintf(out, "Usage: worker <subcommand> [flags]\n\nSubcommands:\n")
+	for i, c := range commands {
+		def := ""
+		if i == 0 {
+			def = " (the default)"
+		}
+		fmt.Fprintf(out, "  %-7s %s%s\n", c.name, c.summary, def)
+	}
+	fmt.Fprintf(out, "  %-7s %s\n", "help", "show a subcommand's flags: worker help load")
+	fmt.Fprint(out, `
+Every flag can also be set with an environment variable: --concurrency is
+SQSWORKER_CONCURRENCY; a flag on the command line wins. Exit status: 0 done,
+1 failed, 2 bad usage.
+
+Example:
+  worker run --queue orders --http-url http://127.0.0.1:8080/work
+`)
 	return nil
 }
 

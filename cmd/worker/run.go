@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,21 +14,24 @@ import (
 	"github.com/sqsworker/sqsworker/internal/worker"
 )
 
-const runSummary = `Consume a queue: receive, handle, keep leases alive, delete what succeeded.
-SIGTERM or SIGINT shuts down gracefully; a second one stops at once.`
+var runCmd = &command{
+	name:    "run",
+	summary: "Consume a queue: receive, handle, keep leases alive, delete what succeeded",
+	details: "SIGTERM or SIGINT shuts down gracefully; a second one stops at once.",
+	example: "worker run --queue orders --http-url http://127.0.0.1:8080/work --concurrency 32",
+	flags: func(f *flagSet) action {
+		cfg := config.Default()
+		runFlags(f, &cfg)
+		return func(_ context.Context, _ stdio) error { return runWorker(cfg) }
+	},
+}
 
-func runCommand(args []string, stdout io.Writer) error {
-	cfg := config.Default()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	groups := runFlags(fs, &cfg)
-	if err := parseFlags(fs, args, stdout, "run", runSummary, groups); err != nil {
-		return err
-	}
+func runWorker(cfg config.Config) error {
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %s", errUsage, flagError(err))
+		return usageErr(err)
 	}
 	if err := cfg.ValidateHandler(); err != nil {
-		return fmt.Errorf("%w: %s", errUsage, flagError(err))
+		return usageErr(err)
 	}
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
@@ -47,7 +48,7 @@ func runCommand(args []string, stdout io.Writer) error {
 	}
 	w, err := worker.New(context.Background(), cfg, h, log)
 	if err != nil {
-		return flagErrorf(err)
+		return err
 	}
 	return serve(w, signals, log)
 }
