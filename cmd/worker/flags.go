@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -141,6 +142,9 @@ func (f *flagSet) parse(cmd *command, args []string, out io.Writer) error {
 			f.usage(out, cmd)
 			return err
 		}
+		if m := badValue.FindStringSubmatch(err.Error()); m != nil {
+			err = fmt.Errorf("--%s %s: %s", m[2], m[1], f.reason(m[2], m[3]))
+		}
 		return usageErr(fmt.Errorf("%w (see worker %s --help)", err, cmd.name))
 	}
 	if f.fs.NArg() > 0 {
@@ -149,12 +153,35 @@ func (f *flagSet) parse(cmd *command, args []string, out io.Writer) error {
 	return nil
 }
 
+// badValue matches the flag package's complaint about a value, to say it
+// the way --help spells the flag.
+var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ("[^"]*") for (?:flag )?-([\w-]+): (.*)$`)
+
+// wantOf says what the flag package's own kinds of flag accept.
+var wantOf = map[string]string{
+	"*flag.intValue":      "want a whole number",
+	"*flag.float64Value":  "want a number",
+	"*flag.boolValue":     "want true or false",
+	"*flag.durationValue": "want a duration such as 500ms, 30s or 5m",
+}
+
+// reason is why a flag's value was refused, in words for the flag's kind
+// where the flag package only says "parse error".
+func (f *flagSet) reason(name, reason string) string {
+	if fl := f.fs.Lookup(name); fl != nil && reason == "parse error" {
+		if want, ok := wantOf[fmt.Sprintf("%T", fl.Value)]; ok {
+			return want
+		}
+	}
+	return reason
+}
+
 func (f *flagSet) applyEnv() error {
 	var err error
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		if v, ok := f.env(envName(fl.Name)); ok && err == nil {
 			if e := f.fs.Set(fl.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(fl.Name), v, e)
+				err = fmt.Errorf("%s=%q: %s", envName(fl.Name), v, f.reason(fl.Name, e.Error()))
 			}
 		}
 	})
@@ -235,26 +262,6 @@ func (a *argvFlag) Set(v string) error {
 		return nil
 	}
 	*a.argv = append(*a.argv, v)
-	return nil
-}
-
-// listFlag is a repeatable flag; each value may also be a comma-separated
-// list (which is how its SQSWORKER_ variable gives several).
-type listFlag struct{ list *[]string }
-
-func (l listFlag) String() string {
-	if l.list == nil {
-		return ""
-	}
-	return strings.Join(*l.list, ",")
-}
-
-func (l listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l.list = append(*l.list, s)
-		}
-	}
 	return nil
 }
 
