@@ -1,6 +1,7 @@
-// Package sqsapi builds the SQS client the worker uses, counts every request
-// it sends, and classifies SQS errors so that callers decide retry or give up
-// in one place.
+// Package sqsapi builds the SQS client the worker and the tools use (and
+// the SNS client setup subscribes with), counts every request it sends,
+// looks queues up, and classifies SQS errors so that callers decide retry
+// or give up in one place.
 package sqsapi
 
 import (
@@ -15,6 +16,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 )
@@ -45,40 +47,74 @@ const (
 // config, instance role) and returns an SQS client that reports every
 // attempt to opts.Observer.
 func New(ctx context.Context, opts Options) (*sqs.Client, error) {
+	cfg, err := loadConfig(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if opts.EndpointURL != "" {
+			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		o.Retryer = newRetryer()
+		o.APIOptions = append(o.APIOptions, observeOption(opts.Observer)...)
+	}), nil
+}
+
+// NewSNS is New for SNS, which setup subscribes queues with. EndpointURL,
+// when set, is used for SNS too: a local server serves both; on AWS it
+// is empty and the SDK resolves SNS's own endpoint.
+func NewSNS(ctx context.Context, opts Options) (*sns.Client, error) {
+	cfg, err := loadConfig(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return sns.NewFromConfig(cfg, func(o *sns.Options) {
+		if opts.EndpointURL != "" {
+			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		o.Retryer = newRetryer()
+		o.APIOptions = append(o.APIOptions, observeOption(opts.Observer)...)
+	}), nil
+}
+
+func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 	var loadOpts []func(*awsconfig.LoadOptions) error
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, awsconfig.WithRegion(opts.Region))
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
 		// A local endpoint needs some region to sign with; AWS needs the
 		// real one, which the user must give.
 		if opts.EndpointURL == "" || !isLoopback(opts.EndpointURL) {
-			return nil, errors.New("no AWS region: set AWS_REGION, or the Region option")
+			return aws.Config{}, errors.New("no AWS region: set AWS_REGION, or the Region option")
 		}
 		cfg.Region = "us-east-1"
 	}
-	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
-		if opts.EndpointURL != "" {
-			o.BaseEndpoint = aws.String(opts.EndpointURL)
-		}
-		// The SDK's standard retryer retries throttles and 5xx; its
-		// retry quota would stop retrying under a long throttle storm,
-		// which for a worker only means more code paths: turn it off and
-		// let the worker's own loops back off.
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.RateLimiter = noRateLimit{}
-			so.MaxAttempts = 3
-		})
-		if opts.Observer != nil {
-			o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
-				return s.Finalize.Add(observe(opts.Observer), middleware.After)
-			})
-		}
-	}), nil
+	return cfg, nil
+}
+
+// newRetryer is the SDK's standard retryer, which retries throttles and
+// 5xx, without its retry quota: that quota would stop retrying under a
+// long throttle storm, which for a worker only means more code paths.
+// The worker's own loops back off.
+func newRetryer() aws.Retryer {
+	return retry.NewStandard(func(so *retry.StandardOptions) {
+		so.RateLimiter = noRateLimit{}
+		so.MaxAttempts = 3
+	})
+}
+
+func observeOption(obs Observer) []func(*middleware.Stack) error {
+	if obs == nil {
+		return nil
+	}
+	return []func(*middleware.Stack) error{func(s *middleware.Stack) error {
+		return s.Finalize.Add(observe(obs), middleware.After)
+	}}
 }
 
 func isLoopback(endpoint string) bool {
