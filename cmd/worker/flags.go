@@ -265,6 +265,26 @@ func (a *argvFlag) Set(v string) error {
 	return nil
 }
 
+// listFlag is a repeatable flag; each value may also be a comma-separated
+// list (which is how its SQSWORKER_ variable gives several).
+type listFlag struct{ list *[]string }
+
+func (l listFlag) String() string {
+	if l.list == nil {
+		return ""
+	}
+	return strings.Join(*l.list, ",")
+}
+
+func (l listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.list = append(*l.list, s)
+		}
+	}
+	return nil
+}
+
 // runFlags binds every Config field to a flag, in the groups --help shows.
 func runFlags(f *flagSet, c *config.Config) {
 	f.bind(c)

@@ -75,3 +75,11 @@ func count(n int) string {
 	}
 	return s
 }
+
+// plural is "1 topic", "2 topics".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return count(n) + " " + word + "s"
+}
