@@ -378,6 +378,7 @@ func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 	msgs := make([]*message.Message, len(out.Messages))
 	for i, m := range out.Messages {
 		msgs[i] = message.FromSQS(f.cfg.QueueURL, m, now)
+		f.metrics.ObserveMessageAge(msgs[i].SentAt, now)
 	}
 	return msgs, nil
 }

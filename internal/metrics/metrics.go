@@ -51,7 +51,16 @@ type Metrics struct {
 	ReceiveEmpty         prometheus.Counter
 	ReceiveBatchSize     prometheus.Histogram
 	ReceivePolls         prometheus.Gauge
+	QueueMessages        *prometheus.GaugeVec
+	MessageAge           prometheus.Histogram
 }
+
+// States of a queue's messages, the values of QueueMessages' state label.
+const (
+	StateVisible  = "visible"
+	StateInFlight = "in_flight"
+	StateDelayed  = "delayed"
+)
 
 // New creates the collectors and registers them, with the Go and process
 // collectors, on a new registry.
@@ -150,6 +159,15 @@ func New() *Metrics {
 			Name: "sqsworker_receive_polls",
 			Help: "Long polls the worker keeps going at once: pinned by --fetchers, else adapted between 1 and what the in-flight limit can use.",
 		}),
+		QueueMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sqsworker_queue_messages",
+			Help: "SQS's approximate count of the queue's and its dead-letter queue's messages, by state (visible, in_flight, delayed), read on --queue-stats-interval. Every replica reports the same queue: aggregate with max, not sum.",
+		}, []string{"queue", "state"}),
+		MessageAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqsworker_message_age_seconds",
+			Help:    "Age of each received message: from SQS's SentTimestamp to its receive.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 4 * 86400, 14 * 86400},
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -160,6 +178,7 @@ func New() *Metrics {
 		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
+		m.QueueMessages, m.MessageAge,
 	)
 	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased} {
 		m.MessagesProcessed.WithLabelValues(o)
@@ -208,4 +227,13 @@ func Sum(c prometheus.Collector) float64 {
 		}
 	}
 	return total
+}
+
+// ObserveMessageAge records a received message's age; a message without
+// a SentTimestamp is not counted, and one SQS stamped ahead of our clock counts
+// as age 0.
+func (m *Metrics) ObserveMessageAge(sentAt, receivedAt time.Time) {
+	if !sentAt.IsZero() {
+		m.MessageAge.Observe(max(0, receivedAt.Sub(sentAt).Seconds()))
+	}
 }
