@@ -289,6 +289,7 @@ func (l listFlag) Set(v string) error {
 func runFlags(f *flagSet, c *config.Config) {
 	f.bind(c)
 	queueFlags(f, &c.QueueURL, &c.Queue, &c.EndpointURL, &c.Region, "consume")
+	f.Var(&c.DLQURL, "dlq-url", "dead-letter queue whose counts --queue-stats-interval reads (default: the one the queue's redrive policy names)")
 
 	f.group("Throughput")
 	f.Var(&c.Concurrency, "concurrency", "handlers running at once")
@@ -317,6 +318,7 @@ func runFlags(f *flagSet, c *config.Config) {
 	f.group("Operations")
 	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz (empty: off)")
 	f.Var(&c.Pprof, "pprof", "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
+	f.Var(&c.QueueStatsInterval, "queue-stats-interval", "read the queue's and its dead-letter queue's counts into sqsworker_queue_messages this often (0: off)")
 	f.Var(&c.ShutdownTimeout, "shutdown-timeout", "how long running handlers may take after SIGTERM")
 	f.Var(&c.IdleTimeout, "idle-timeout", "exit 0 once no message was received for this long (0: never)")
 	f.Var(&c.MaxMessages, "max-messages", "stop receiving after this many messages, finish them, exit 0 (0: no limit)")

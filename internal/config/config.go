@@ -31,6 +31,7 @@ const (
 	DefaultLogFormat           = "json"
 	DefaultHandler             = "http"
 	DefaultExecOutputLimit     = handler.DefaultOutputLimit
+	DefaultQueueStatsInterval  = 15 * time.Second
 	// DefaultPrefetch makes Prefetch as many as Concurrency.
 	DefaultPrefetch = -1
 )
@@ -139,6 +140,13 @@ type Config struct {
 	MetricsAddr string
 	// Pprof also serves net/http/pprof's /debug/pprof/ on MetricsAddr.
 	Pprof bool
+	// QueueStatsInterval is how often the queue's and its dead-letter
+	// queue's counts are read into the metrics; 0 turns that off.
+	// Defaults to 15s.
+	QueueStatsInterval time.Duration
+	// DLQURL is the dead-letter queue whose counts are read; empty means
+	// the one the queue's redrive policy names.
+	DLQURL string
 	// ShutdownTimeout is how long running handlers may take after SIGTERM.
 	// Defaults to 30s.
 	ShutdownTimeout time.Duration
@@ -165,6 +173,7 @@ func Default() Config {
 		HTTPTimeout:         DefaultHTTPTimeout,
 		ExecOutputLimit:     DefaultExecOutputLimit,
 		MetricsAddr:         DefaultMetricsAddr,
+		QueueStatsInterval:  DefaultQueueStatsInterval,
 		ShutdownTimeout:     DefaultShutdownTimeout,
 		LogLevel:            DefaultLogLevel,
 		LogFormat:           DefaultLogFormat,
@@ -223,6 +232,7 @@ func (c *Config) Validate() error {
 		{"RetryBackoffMax", c.RetryBackoffMax, c.RetryBackoffMin, sqsapi.MaxVisibility},
 		{"ShutdownTimeout", c.ShutdownTimeout, time.Second, time.Hour},
 		{"IdleTimeout", c.IdleTimeout, 0, 365 * 24 * time.Hour},
+		{"QueueStatsInterval", c.QueueStatsInterval, 0, 24 * time.Hour},
 	}
 	for _, d := range durs {
 		if d.v < d.lo || d.v > d.hi {

@@ -20,6 +20,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/pool"
+	"github.com/sqsworker/sqsworker/internal/queuestats"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/startstop"
 )
@@ -37,6 +38,7 @@ type Worker struct {
 	deleter  *ack.Deleter
 	fetcher  *fetch.Fetcher
 	pool     *pool.Pool
+	depths   *queuestats.Poller
 	buffered chan *message.Message
 	// maxReceiveCount is the queue's redrive policy's, 0 without a DLQ.
 	maxReceiveCount int
@@ -111,6 +113,8 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	w.deleter = ack.New(ack.Config{QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval},
 		client, w.leases, log, w.metrics)
 	w.buffered = make(chan *message.Message, limit)
+	w.depths = queuestats.New(queuestats.Config{QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL, Interval: cfg.QueueStatsInterval},
+		client, w.metrics.QueueMessages, log)
 	w.fetcher = fetch.New(fetch.Config{
 		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers, MaxFetchers: cfg.MaxFetchers(), MaxMessages: cfg.MaxMessages,
 		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
@@ -158,7 +162,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	// Receivers before senders: what a part hands on has somewhere to go.
-	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.pool.Start}
+	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.pool.Start, w.depths.Start}
 	if w.server != nil {
 		starts = append(starts, w.server.Start)
 	}
@@ -274,8 +278,8 @@ func (w *Worker) supervise() {
 // cancelled and, if they ignore it, released without them), then the
 // final delete flush (on a context nothing cancels, until the deadline
 // but for at least a moment), then, once the last polls are back, the
-// lease table (heartbeats go on until here so leases stay valid), and
-// last the metrics server.
+// lease table (heartbeats go on until here so leases stay valid), the
+// queue-depth poller, and last the metrics server.
 func (w *Worker) shutdown() {
 	hardline := time.Now().Add(w.cfg.ShutdownTimeout)
 	handlersCtx, cancelHandlers := context.WithDeadline(context.Background(), hardline.Add(-shutdownReserve(w.cfg.ShutdownTimeout)))
@@ -307,6 +311,7 @@ func (w *Worker) shutdown() {
 		{"final delete flush", func() error { return w.deleter.Stop(flushCtx) }},
 		{"receives", func() error { return <-fetchStopped }},
 		{"lease table", func() error { return w.leases.Stop(flushCtx) }},
+		{"queue stats", func() error { return w.depths.Stop(flushCtx) }},
 		{"metrics server", func() error { return w.stopServer(flushCtx) }},
 	}
 	for _, s := range steps {
