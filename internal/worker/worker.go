@@ -99,6 +99,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	if err := w.resolveQueue(ctx, client); err != nil {
 		return nil, err
 	}
+	cfg = w.cfg // QueueURL resolved from --queue
 	if cfg.MetricsAddr != "" {
 		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health, cfg.Pprof); err != nil {
 			return nil, &config.FieldError{Field: "MetricsAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
