@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"net"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/testkit"
 )
@@ -86,22 +84,6 @@ func TestBadInputOneClearLine(t *testing.T) {
 	if d := depth(t, q.URL); d.Visible != 1 {
 		t.Errorf("the queue's one message: visible %d, want 1", d.Visible)
 	}
-}
-
-func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"run", "--help"}, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d, stderr %s", code, stderr.String())
-	}
-	cfg := config.Default()
-	f := newFlagSet("run")
-	runFlags(f, &cfg)
-	f.fs.VisitAll(func(f *flag.Flag) {
-		want := "--" + f.Name + " (" + envName(f.Name) + ")"
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("--help lacks %q", want)
-		}
-	})
 }
 
 // TestRefusingHandlerLosesNothing: a handler that refuses connections is
