@@ -29,6 +29,7 @@ const (
 	scenarioPickup     = "pickup-latency"
 	scenarioHeartbeat  = "heartbeat-cost"
 	scenarioFootprint  = "footprint"
+	scenarioLoad       = "load-throughput"
 )
 
 // Scenario is one thing a run can measure.
@@ -48,6 +49,7 @@ var Scenarios = []Scenario{
 	{scenarioPickup, "send → handler start on an idle worker, less the server's round trip"},
 	{scenarioHeartbeat, "1,000 messages held for several visibility timeouts: redeliveries and visibility calls per heartbeat round"},
 	{scenarioFootprint, "the worker binary's peak RSS and CPU with 1,000 messages of 1 KiB in flight"},
+	{scenarioLoad, "the load tool sending a file of lines to a standard and a FIFO queue ÷ a raw SendMessageBatch loop's msg/s"},
 }
 
 // ScenarioNames lists the scenarios' names in the order they run.
@@ -249,6 +251,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioPickup}, e.pickup},
 		{[]string{scenarioHeartbeat}, e.heartbeat},
 		{[]string{scenarioFootprint}, e.footprint},
+		{[]string{scenarioLoad}, e.loadThroughput},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {
