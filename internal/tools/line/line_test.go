@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -202,5 +204,16 @@ func TestReaderGoesOnAfterABadLine(t *testing.T) {
 	want := []result{{1, "one", false}, {4, "", true}, {5, "", true}, {6, "two", false}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("read %+v, want %+v", got, want)
+	}
+}
+
+func TestREADMEShowsTheLineAsWritten(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\n"+exampleLine+"\n") {
+		t.Errorf("README.md does not show the example line as FromMessage writes it:\n%s", exampleLine)
 	}
 }
