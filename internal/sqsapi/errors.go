@@ -59,6 +59,21 @@ func IsTransient(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection reset")
 }
 
+// IsResponseLost reports whether SQS answered a request with success but
+// its response could not be read to the end (a connection cut under the
+// body, a body that does not decode). Whatever the request asked for was
+// done: the messages a receive was handed are in flight, invisible until
+// their visibility timeout ends, and sending the request again cannot
+// bring them back.
+func IsResponseLost(err error) bool {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	s := re.HTTPStatusCode()
+	return s >= 200 && s < 300
+}
+
 // IsQueueMissing reports whether the queue does not exist.
 func IsQueueMissing(err error) bool {
 	var qdne *types.QueueDoesNotExist
