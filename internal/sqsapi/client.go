@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -29,6 +31,9 @@ type Options struct {
 	Region string
 	// Observer, when set, is told of every request attempt.
 	Observer Observer
+	// WrapTransport, when set, wraps the HTTP transport every request
+	// goes through: tests put network faults below the SDK with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Observer is told of every SQS request attempt after it ends.
@@ -45,7 +50,8 @@ const (
 
 // New loads the AWS configuration the usual way (environment, shared
 // config, instance role) and returns an SQS client that reports every
-// attempt to opts.Observer.
+// attempt to opts.Observer and sends through ownBody, so that no response
+// is lost to the SDK closing a request body the transport still reads.
 func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 	cfg, err := loadConfig(ctx, opts)
 	if err != nil {
@@ -56,6 +62,7 @@ func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 		o.Retryer = newRetryer()
+		o.HTTPClient = opts.httpClient(o.HTTPClient)
 		o.APIOptions = append(o.APIOptions, observeOption(opts.Observer)...)
 	}), nil
 }
@@ -73,6 +80,7 @@ func NewSNS(ctx context.Context, opts Options) (*sns.Client, error) {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 		o.Retryer = newRetryer()
+		o.HTTPClient = opts.httpClient(o.HTTPClient)
 		o.APIOptions = append(o.APIOptions, observeOption(opts.Observer)...)
 	}), nil
 }
@@ -95,6 +103,16 @@ func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 		cfg.Region = "us-east-1"
 	}
 	return cfg, nil
+}
+
+// httpClient is what a client sends through: ownBody over the HTTP client
+// the SDK resolved, or over WrapTransport's transport when a test gives
+// one.
+func (opts Options) httpClient(resolved aws.HTTPClient) aws.HTTPClient {
+	if opts.WrapTransport != nil {
+		resolved = &http.Client{Transport: opts.WrapTransport(awshttp.NewBuildableClient().GetTransport())}
+	}
+	return ownBody{next: resolved}
 }
 
 // newRetryer is the SDK's standard retryer, which retries throttles and
