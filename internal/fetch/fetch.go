@@ -299,7 +299,15 @@ func (f *Fetcher) loop(ctx context.Context) error {
 			}
 			failures++
 			wait := backoff.Jitter(backoff.Exponential(failures, f.cfg.ErrorBackoffMin, f.cfg.ErrorBackoffMax))
-			if failures == 1 || failures%10 == 0 {
+			switch {
+			case sqsapi.IsResponseLost(err):
+				// Logged every time: these messages are late, not lost,
+				// and this line says until when.
+				f.metrics.ReceivesOrphaned.Inc()
+				f.log.Warn("receive lost its response after SQS answered; the messages it was handed (up to max_messages) stay invisible until visible_again_by",
+					zap.Int("max_messages", n), zap.Time("visible_again_by", time.Now().Add(f.cfg.VisibilityTimeout)),
+					zap.Duration("retry_in", wait), zap.Error(err))
+			case failures == 1 || failures%10 == 0:
 				f.log.Warn("receive failed; will retry", zap.Int("consecutive_failures", failures),
 					zap.Duration("retry_in", wait), zap.Error(err))
 			}

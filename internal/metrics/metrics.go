@@ -53,6 +53,7 @@ type Metrics struct {
 	ReceivePolls         prometheus.Gauge
 	QueueMessages        *prometheus.GaugeVec
 	MessageAge           prometheus.Histogram
+	ReceivesOrphaned     prometheus.Counter
 }
 
 // States of a queue's messages, the values of QueueMessages' state label.
@@ -168,6 +169,10 @@ func New() *Metrics {
 			Help:    "Age of each received message: from SQS's SentTimestamp to its receive.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 4 * 86400, 14 * 86400},
 		}),
+		ReceivesOrphaned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_receives_orphaned_total",
+			Help: "ReceiveMessage calls whose response was lost after SQS answered: the messages SQS handed out (up to the number asked for) stay invisible until their visibility timeout ends.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -178,7 +183,7 @@ func New() *Metrics {
 		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
-		m.QueueMessages, m.MessageAge,
+		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned,
 	)
 	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased} {
 		m.MessagesProcessed.WithLabelValues(o)
