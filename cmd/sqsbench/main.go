@@ -57,6 +57,7 @@ func run(args []string) error {
 	fs.DurationVar(&opts.HeartbeatVisibility, "heartbeat-visibility", 0, "heartbeat-cost visibility timeout, whole seconds ≥ 2s (0: 3s)")
 	fs.Float64Var(&opts.HeartbeatHold, "heartbeat-hold", 0, "heartbeat-cost holds messages this many visibility timeouts (0: 5)")
 	fs.DurationVar(&opts.FootprintHold, "footprint-hold", 0, "footprint handler time, so that 1,000 messages are in flight (0: 500ms)")
+	fs.IntVar(&opts.IntegrityRuns, "integrity-runs", 0, "how many times receive-integrity runs its case (0: 20)")
 	fs.StringVar(&opts.WorkerBinary, "worker", "", "worker binary for binary-noop and footprint (empty: build ./cmd/worker)")
 	fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of each in-process scenario's worker phase here (noop-throughput: its first round; --throughput-rounds 1 profiles all of it)")
 	fs.StringVar(&opts.MemProfile, "memprofile", "", "write an allocation profile at the end of each in-process scenario here")

@@ -30,6 +30,7 @@ const (
 	scenarioHeartbeat  = "heartbeat-cost"
 	scenarioFootprint  = "footprint"
 	scenarioLoad       = "load-throughput"
+	scenarioIntegrity  = "receive-integrity"
 )
 
 // Scenario is one thing a run can measure.
@@ -50,6 +51,7 @@ var Scenarios = []Scenario{
 	{scenarioHeartbeat, "1,000 messages held for several visibility timeouts: redeliveries and visibility calls per heartbeat round"},
 	{scenarioFootprint, "the worker binary's peak RSS and CPU with 1,000 messages of 1 KiB in flight"},
 	{scenarioLoad, "the load tool sending a file of lines to a standard and a FIFO queue ÷ a raw SendMessageBatch loop's msg/s"},
+	{scenarioIntegrity, "the worker binary at 8 fetchers, concurrency 200, lognormal handler, run many times: failed receives, and whole-run ÷ steady msg/s"},
 }
 
 // ScenarioNames lists the scenarios' names in the order they run.
@@ -103,6 +105,9 @@ type Options struct {
 	// FootprintHold is how long footprint's HTTP handler holds each
 	// message, so that 1,000 are in flight. Defaults to 500ms.
 	FootprintHold time.Duration
+	// IntegrityRuns is how many times receive-integrity runs its case.
+	// Defaults to 20.
+	IntegrityRuns int
 	// WorkerBinary is the worker to run for binary-noop and footprint;
 	// empty builds ./cmd/worker into a temporary directory.
 	WorkerBinary string
@@ -145,6 +150,9 @@ func (o *Options) defaults() {
 	}
 	if o.FootprintHold <= 0 {
 		o.FootprintHold = 500 * time.Millisecond
+	}
+	if o.IntegrityRuns <= 0 {
+		o.IntegrityRuns = 20
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -252,6 +260,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioHeartbeat}, e.heartbeat},
 		{[]string{scenarioFootprint}, e.footprint},
 		{[]string{scenarioLoad}, e.loadThroughput},
+		{[]string{scenarioIntegrity}, e.receiveIntegrity},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {
