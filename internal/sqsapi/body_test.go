@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/sqsworker/sqsworker/internal/ownbody"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/testkit"
 )
@@ -92,7 +93,7 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 // it for a failed write and closes the connection while the response
 // body (ten messages of 2 KiB, more than the transport has buffered) is
 // still being read: the messages are in flight at the server and lost to
-// the client. With ownBody the transport reads a body of its own, the
+// the client. With ownbody.Wrap the transport reads a body of its own, the
 // write succeeds and the ten messages arrive.
 //
 // (The SDK's body with its WriteTo hidden behind a plain ReadCloser also
@@ -113,7 +114,7 @@ func TestRequestBodyOutlivesTheSDKsClose(t *testing.T) {
 				return c.Do(r)
 			})
 		}},
-		{name: "a body of the transport's own", wrap: func(c aws.HTTPClient) aws.HTTPClient { return ownBody{next: c} }},
+		{name: "a body of the transport's own", wrap: func(c aws.HTTPClient) aws.HTTPClient { return ownbody.Wrap(c) }},
 	}
 	server, err := sqstest.Start()
 	if err != nil {

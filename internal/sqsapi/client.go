@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/sqsworker/sqsworker/internal/ownbody"
 )
 
 // Options configure New.
@@ -50,7 +52,7 @@ const (
 
 // New loads the AWS configuration the usual way (environment, shared
 // config, instance role) and returns an SQS client that reports every
-// attempt to opts.Observer and sends through ownBody, so that no response
+// attempt to opts.Observer and sends through ownbody.Wrap, so that no response
 // is lost to the SDK closing a request body the transport still reads.
 func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 	cfg, err := loadConfig(ctx, opts)
@@ -105,14 +107,14 @@ func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 	return cfg, nil
 }
 
-// httpClient is what a client sends through: ownBody over the HTTP client
+// httpClient is what a client sends through: ownbody.Wrap over the HTTP client
 // the SDK resolved, or over WrapTransport's transport when a test gives
 // one.
 func (opts Options) httpClient(resolved aws.HTTPClient) aws.HTTPClient {
 	if opts.WrapTransport != nil {
 		resolved = &http.Client{Transport: opts.WrapTransport(awshttp.NewBuildableClient().GetTransport())}
 	}
-	return ownBody{next: resolved}
+	return ownbody.Wrap(resolved)
 }
 
 // newRetryer is the SDK's standard retryer, which retries throttles and

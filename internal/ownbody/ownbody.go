@@ -1,4 +1,6 @@
-package sqsapi
+// Package ownbody gives the HTTP transport a request body of its own, so
+// that an SDK closing its body early cannot cut the response short.
+package ownbody
 
 import (
 	"bytes"
@@ -9,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
-// ownBody is the HTTP client the SQS client sends through. It hands the
+// Wrap returns the HTTP client an SDK client should send through. It hands the
 // transport a request body of its own, read from the SDK's before the
 // request is sent, because the SDK's body does not live as long as the
 // transport uses it:
@@ -39,9 +41,11 @@ import (
 //
 // A body of unknown length (a stream; SQS requests never are) is passed
 // through unchanged.
-type ownBody struct{ next aws.HTTPClient }
+func Wrap(next aws.HTTPClient) aws.HTTPClient { return client{next: next} }
 
-func (c ownBody) Do(req *http.Request) (*http.Response, error) {
+type client struct{ next aws.HTTPClient }
+
+func (c client) Do(req *http.Request) (*http.Response, error) {
 	if req.Body == nil || req.Body == http.NoBody || req.ContentLength <= 0 {
 		return c.next.Do(req)
 	}
