@@ -54,7 +54,7 @@ func (c *command) about() string {
 }
 
 // commands in the order `worker help` lists them; the first is the default.
-var commands = []*command{runCmd, loadCmd, statsCmd, setupCmd}
+var commands = []*command{runCmd, loadCmd, statsCmd, setupCmd, versionCmd}
 
 // errUsage marks errors in how the command was called: exit status 2.
 var errUsage = errors.New("usage")

@@ -1,0 +1,32 @@
+package buildinfo
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestReadAndString(t *testing.T) {
+	t.Parallel()
+	info := Read()
+	if info.Version == "" || info.GoVersion != runtime.Version() {
+		t.Fatalf("Read() = %+v: want a version and the running Go version", info)
+	}
+	s := info.String()
+	if !strings.HasPrefix(s, "worker "+info.Version+"\n") || !strings.Contains(s, runtime.Version()) {
+		t.Errorf("String() = %q: want the version first, then the Go version", s)
+	}
+}
+
+func TestLinkTimeVersionWins(t *testing.T) {
+	old, oldRev := version, revision
+	t.Cleanup(func() { version, revision = old, oldRev })
+	version, revision = "v9.8.7", "0123abc"
+	info := Read()
+	if info.Version != "v9.8.7" || info.Revision != "0123abc" {
+		t.Errorf("Read() = %q at %q, want the link-time v9.8.7 at 0123abc", info.Version, info.Revision)
+	}
+	if got := (Info{Version: "v1", Revision: "abc", Modified: true}).String(); !strings.Contains(got, "abc (modified)") {
+		t.Errorf("String() = %q: want the revision marked modified", got)
+	}
+}
