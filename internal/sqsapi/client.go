@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/ownbody"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	// WrapTransport, when set, wraps the HTTP transport every request
 	// goes through: tests put network faults below the SDK with it.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Logger receives the SDK's own log lines, named "aws"; nil discards
+	// them.
+	Logger *zap.Logger
 }
 
 // Observer is told of every SQS request attempt after it ends.
@@ -51,9 +55,10 @@ const (
 )
 
 // New loads the AWS configuration the usual way (environment, shared
-// config, instance role) and returns an SQS client that reports every
-// attempt to opts.Observer and sends through ownbody.Wrap, so that no response
-// is lost to the SDK closing a request body the transport still reads.
+// config, instance role), checks that it yields credentials, and returns
+// an SQS client that reports every attempt to opts.Observer and sends
+// through ownbody.Wrap, so that no response is lost to the SDK closing a
+// request body the transport still reads.
 func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 	cfg, err := loadConfig(ctx, opts)
 	if err != nil {
@@ -88,7 +93,7 @@ func NewSNS(ctx context.Context, opts Options) (*sns.Client, error) {
 }
 
 func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
-	var loadOpts []func(*awsconfig.LoadOptions) error
+	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(newSDKLogger(opts.Logger))}
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, awsconfig.WithRegion(opts.Region))
 	}
@@ -103,6 +108,9 @@ func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 			return aws.Config{}, errors.New("no AWS region: set AWS_REGION, or the Region option")
 		}
 		cfg.Region = "us-east-1"
+	}
+	if err := checkCredentials(ctx, cfg); err != nil {
+		return aws.Config{}, err
 	}
 	return cfg, nil
 }

@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	w := &Worker{cfg: cfg, log: log, metrics: metrics.New(), stopping: make(chan struct{}), forcing: make(chan struct{})}
 	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
 	sdk, err := sqsapi.New(ctx, sqsapi.Options{
-		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics,
+		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics, Logger: log,
 	})
 	if err != nil {
 		return nil, err
