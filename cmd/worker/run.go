@@ -7,10 +7,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.opentelemetry.io/otel"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/tracing"
 	"github.com/sqsworker/sqsworker/internal/worker"
 )
 
@@ -42,6 +44,11 @@ func runWorker(cfg config.Config) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
+	stopTracing, err := tracing.Setup(context.Background(), log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
 	h, err := newHandler(cfg, log)
 	if err != nil {
 		return err
@@ -91,6 +98,8 @@ func newHandler(cfg config.Config, log *zap.Logger) (handler.Handler, error) {
 			return nil, fmt.Errorf("--http-url: %w", err)
 		}
 	}
+	// Inside the SNS unwrap: a notification's own attributes may carry the trace context.
+	h = tracing.Wrap(h, otel.GetTracerProvider())
 	if cfg.UnwrapSNS {
 		h = handler.UnwrapSNS(h)
 	}

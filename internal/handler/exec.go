@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/tracing"
 )
 
 const (
@@ -96,7 +97,7 @@ func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
 	cmd.Stdin = strings.NewReader(msg.Body)
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
-	cmd.Env = e.env(msg)
+	cmd.Env = append(e.env(msg), tracing.Env(ctx, msg)...)
 	// Its own process group, so a signal reaches everything the command
 	// started (a shell script's children), not just the command itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/tracing"
 )
 
 const (
@@ -113,6 +114,12 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 		return fmt.Errorf("build request for message %s to %s: %w", msg.ID, h.url, err)
 	}
 	h.setHeaders(req.Header, msg)
+	if tc, ok := tracing.For(ctx, msg); ok {
+		req.Header.Set("traceparent", tc.TraceParent)
+		if tc.TraceState != "" {
+			req.Header.Set("tracestate", tc.TraceState)
+		}
+	}
 
 	start := h.now()
 	resp, err := h.client.Do(req)
