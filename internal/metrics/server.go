@@ -54,12 +54,14 @@ type Server struct {
 }
 
 // Listen binds addr now, so that a taken port is an error at start-up
-// rather than a log line later.
+// rather than a log line later. It adds h's readiness to m, as
+// sqsworker_ready; call it once per Metrics.
 func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
+	m.exportReady(h)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -143,21 +143,35 @@ func TestHealthReady(t *testing.T) {
 	}
 }
 
+// TestReadyzFollowsReceives: /readyz, and sqsworker_ready with it,
+// follow the last successful receive.
 func TestReadyzFollowsReceives(t *testing.T) {
 	t.Parallel()
 	clock := testkit.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	h := NewHealth(30 * time.Second)
 	h.now = clock.Now
 	base, client := startServer(t, New(), h)
+	readyGauge := func() string {
+		_, body := get(t, client, base+"/metrics")
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, "sqsworker_ready "); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
 
 	h.ReceiveSucceeded()
-	if code, _ := get(t, client, base+"/readyz"); code != http.StatusOK {
-		t.Errorf("readyz = %d right after a receive; want 200", code)
+	if code, _ := get(t, client, base+"/readyz"); code != http.StatusOK || readyGauge() != "1" {
+		t.Errorf("readyz = %d, sqsworker_ready %s right after a receive; want 200 and 1", code, readyGauge())
 	}
 	clock.Add(time.Minute)
 	code, body := get(t, client, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "1m0s ago") {
 		t.Errorf("readyz = %d %q a minute after the last receive; want 503 naming its age", code, body)
+	}
+	if g := readyGauge(); g != "0" {
+		t.Errorf("sqsworker_ready = %s a minute after the last receive; want 0", g)
 	}
 	h.ReceiveSucceeded()
 	if code, _ := get(t, client, base+"/readyz"); code != http.StatusOK {
