@@ -11,7 +11,19 @@ BIN := bin
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-tools: $(SQS_SERVER) ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server)
+tools: $(SQS_SERVER) promtool ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server) and promtool
+
+# promtool checks and unit-tests deploy/monitoring/alerts.yml; Debian's
+# prometheus package ships it (building it from source takes too long).
+# Without apt-get the alert rule tests skip and say why.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian's prometheus package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool not found and no apt-get: install Prometheus's promtool to run the alert rule tests"; \
+	  fi; }
 
 $(SQS_SERVER): $(SQS_SERVER_DIR)/package.json $(SQS_SERVER_DIR)/package-lock.json
 	cd $(SQS_SERVER_DIR) && npm ci --no-audit --no-fund --engine-strict=false --loglevel=error
@@ -46,4 +58,4 @@ lint: ## Run golangci-lint (installed from the Go module proxy on first use)
 clean: ## Remove build output
 	rm -rf $(BIN)
 
-.PHONY: help tools build demo test bench lint clean
+.PHONY: help tools promtool build demo test bench lint clean
