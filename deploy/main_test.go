@@ -261,3 +261,10 @@ func intSetting(t *testing.T, inv invocation, name string) int {
 	}
 	return n
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
