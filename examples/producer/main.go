@@ -43,8 +43,9 @@ func main() {
 		log.Fatal("producer: --rate must be above 0, --count and --poison-every 0 or more")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
+	err := run(ctx, o)
+	stop()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatalf("producer: %v", err)
 	}
 }
