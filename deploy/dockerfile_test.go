@@ -6,13 +6,14 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 )
@@ -30,8 +31,7 @@ type stage struct {
 	ins        []instruction
 }
 
-func parseDockerfile(t *testing.T, text string) (args map[string]string, stages []stage) {
-	t.Helper()
+func parseDockerfile(text string) (args map[string]string, stages []stage, err error) {
 	args = map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	var cur strings.Builder
@@ -65,12 +65,66 @@ func parseDockerfile(t *testing.T, text string) (args map[string]string, stages 
 			k, v, _ := strings.Cut(in.args, "=")
 			args[k] = v
 		case len(stages) == 0:
-			t.Fatalf("Dockerfile line %d: %s before the first FROM", in.line, in.cmd)
+			return nil, nil, fmt.Errorf("dockerfile line %d: %s before the first FROM", in.line, in.cmd)
 		default:
 			stages[len(stages)-1].ins = append(stages[len(stages)-1].ins, in)
 		}
 	}
+	return args, stages, nil
+}
+
+func readDockerfile(t *testing.T) (map[string]string, []stage) {
+	t.Helper()
+	args, stages, err := parseDockerfile(string(readFile(t, "Dockerfile")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return args, stages
+}
+
+// imageBuild is the Dockerfile's go build of ./cmd/worker.
+func imageBuild() (goBuild, error) {
+	text, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		return goBuild{}, err
+	}
+	_, stages, err := parseDockerfile(string(text))
+	if err != nil {
+		return goBuild{}, err
+	}
+	for _, s := range stages {
+		for _, run := range s.all("RUN") {
+			for _, g := range goBuilds(run.args) {
+				if g.pkg == "./cmd/worker" {
+					return g, nil
+				}
+			}
+		}
+	}
+	return goBuild{}, errors.New("no RUN of the Dockerfile builds ./cmd/worker")
+}
+
+// Stamped into the binary the tests build the way the image does.
+const (
+	imageVersion  = "v0.0.0-imagetest"
+	imageRevision = "feedface"
+)
+
+// buildImageBinary builds the worker to path with the Dockerfile's
+// environment, flags and -ldflags (VERSION and REVISION set).
+func buildImageBinary(ctx context.Context, path string) error {
+	b, err := imageBuild()
+	if err != nil {
+		return err
+	}
+	ldflags := strings.NewReplacer("${VERSION}", imageVersion, "${REVISION}", imageRevision).Replace(b.ldflags)
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", path, b.pkg)
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", build, err, out)
+	}
+	return nil
 }
 
 func (s stage) all(cmd string) []instruction {
@@ -105,7 +159,7 @@ func runtimeBase(base string) bool {
 // module asks for; the metrics port exposed.
 func TestDockerfile(t *testing.T) {
 	t.Parallel()
-	args, stages := parseDockerfile(t, string(readFile(t, "Dockerfile")))
+	args, stages := readDockerfile(t)
 	if len(stages) < 2 {
 		t.Fatalf("Dockerfile has %d stages, want a build stage and a runtime stage", len(stages))
 	}
@@ -211,37 +265,14 @@ func goBuilds(run string) []goBuild {
 	return out
 }
 
-// TestImageBinary builds the worker the way the Dockerfile does (its
-// environment, flags and -ldflags, with VERSION and REVISION set) and
-// checks what the image would run: a static ELF with no interpreter, under
-// 25 MB, whose `worker version` names the stamped version and commit and
+// TestImageBinary checks the binary the tests run, which TestMain built
+// the way the Dockerfile does (its environment, flags and -ldflags, with
+// VERSION and REVISION set): a static ELF with no interpreter, under 25
+// MB, whose `worker version` names the stamped version and commit and
 // says it was built with CGO_ENABLED=0 and -trimpath.
 func TestImageBinary(t *testing.T) {
 	t.Parallel()
-	_, stages := parseDockerfile(t, string(readFile(t, "Dockerfile")))
-	var b goBuild
-	for _, s := range stages {
-		for _, run := range s.all("RUN") {
-			for _, g := range goBuilds(run.args) {
-				if g.pkg == "./cmd/worker" {
-					b = g
-				}
-			}
-		}
-	}
-	if b.pkg == "" {
-		t.Fatal("no RUN builds ./cmd/worker")
-	}
-	ldflags := strings.NewReplacer("${VERSION}", "v0.0.0-imagetest", "${REVISION}", "feedface").Replace(b.ldflags)
-	bin := filepath.Join(t.TempDir(), "worker")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", bin, b.pkg)
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", build, err, out)
-	}
+	bin := workerBin
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +294,7 @@ func TestImageBinary(t *testing.T) {
 	if err := v.Run(); err != nil {
 		t.Fatalf("worker version: %v", err)
 	}
-	for _, want := range []string{"worker v0.0.0-imagetest\n", "feedface", "CGO_ENABLED=0", "-trimpath=true"} {
+	for _, want := range []string{"worker " + imageVersion + "\n", imageRevision, "CGO_ENABLED=0", "-trimpath=true"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("worker version says\n%s\nwant %q in it", out.String(), want)
 		}

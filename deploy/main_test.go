@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 	testkit.WrapTestMain(m, buildWorker, startServer)
 }
 
+// buildWorker builds the worker the way the Dockerfile does (see
+// TestImageBinary), into a temporary directory removed after the tests.
 func buildWorker() (func(), error) {
 	dir, err := os.MkdirTemp("", "sqsworker-deploy-test")
 	if err != nil {
@@ -44,7 +46,9 @@ func buildWorker() (func(), error) {
 	workerBin = filepath.Join(dir, "worker")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	return tearDown, sqstest.BuildWorker(ctx, workerBin, "-race")
+	// The binary the image would hold: the checks run against what an
+	// operator deploys.
+	return tearDown, buildImageBinary(ctx, workerBin)
 }
 
 func startServer() (func(), error) {
