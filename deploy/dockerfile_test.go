@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqsworker/sqsworker/internal/buildinfo"
 	"github.com/sqsworker/sqsworker/internal/config"
 )
 
@@ -298,6 +299,11 @@ func TestImageBinary(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("worker version says\n%s\nwant %q in it", out.String(), want)
 		}
+	}
+	js, err := exec.Command(bin, "version", "--json").Output()
+	var info buildinfo.Info
+	if err != nil || json.Unmarshal(js, &info) != nil || info.Version != imageVersion || info.Revision != imageRevision || info.Setting("CGO_ENABLED") != "0" {
+		t.Errorf("worker version --json = %s (%v): want the stamped version and commit, CGO_ENABLED=0", js, err)
 	}
 }
 
