@@ -114,7 +114,7 @@ func TestRequestBodyOutlivesTheSDKsClose(t *testing.T) {
 				return c.Do(r)
 			})
 		}},
-		{name: "a body of the transport's own", wrap: func(c aws.HTTPClient) aws.HTTPClient { return ownbody.Wrap(c) }},
+		{name: "a body of the transport's own", wrap: ownbody.Wrap},
 	}
 	server, err := sqstest.Start()
 	if err != nil {
