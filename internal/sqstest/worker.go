@@ -16,10 +16,16 @@ const WorkerPackage = "github.com/sqsworker/sqsworker/cmd/worker"
 // flags ("-race") before -o. It runs from the working directory, which must
 // be inside this module.
 func BuildWorker(ctx context.Context, path string, flags ...string) error {
-	args := append(append([]string{"build"}, flags...), "-o", path, WorkerPackage)
+	return Build(ctx, WorkerPackage, path, flags...)
+}
+
+// Build builds the command pkg (an import path in this module) to path
+// with go build, passing flags before -o, from the working directory.
+func Build(ctx context.Context, pkg, path string, flags ...string) error {
+	args := append(append([]string{"build"}, flags...), "-o", path, pkg)
 	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", WorkerPackage, err, out)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return nil
 }

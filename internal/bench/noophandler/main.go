@@ -1,0 +1,94 @@
+// Command noophandler is the HTTP handler sqsbench runs beside the worker
+// binary, in a process of its own so that the handler's CPU time is
+// measured apart from the worker's. It reads each POSTed body, holds the
+// request for --hold, answers 200 with no body, and reports at GET /stats
+// how many requests it answered and how many were open at once at most.
+// Its first stdout line is `listening http://ADDR/`; SIGTERM ends it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Stats is what GET /stats answers.
+type Stats struct {
+	Handled int64 `json:"handled"`
+	Peak    int64 `json:"peak"`
+}
+
+type sink struct {
+	hold                time.Duration
+	open, peak, handled atomic.Int64
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	hold := flag.Duration("hold", 0, "how long each request is held before its answer")
+	flag.Parse()
+	if err := run(*addr, *hold); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr string, hold time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s := &sink{hold: hold}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /", s.handle)
+	mux.HandleFunc("GET /stats", s.stats)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("listening http://%s/\n", ln.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	_ = srv.Close()
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	n := s.open.Add(1)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	if s.hold > 0 {
+		t := time.NewTimer(s.hold)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
+	}
+	s.open.Add(-1)
+	s.handled.Add(1)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *sink) stats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(Stats{Handled: s.handled.Load(), Peak: s.peak.Load()})
+}
