@@ -25,6 +25,8 @@ const (
 	scenarioThroughput = "noop-throughput"
 	scenarioRequests   = "requests-per-message"
 	scenarioBinary     = "binary-noop"
+	scenarioPeer       = "peer-throughput"
+	scenarioIdle       = "idle-cost"
 	scenarioLongTail   = "long-tail-utilization"
 	scenarioPickup     = "pickup-latency"
 	scenarioHeartbeat  = "heartbeat-cost"
@@ -45,7 +47,9 @@ type Scenario struct {
 var Scenarios = []Scenario{
 	{scenarioThroughput, "msg/s of the in-process worker with a no-op handler ÷ a raw SDK receive-and-delete loop's"},
 	{scenarioRequests, "SQS requests per message at saturation, from the same worker runs, beside the floor of 0.2"},
-	{scenarioBinary, "the worker binary with an HTTP no-op handler: requests per message and msg/s beside the in-process worker's"},
+	{scenarioBinary, "the worker binary with an HTTP no-op handler: requests per message, msg/s and CPU per message beside a raw SDK loop's"},
+	{scenarioPeer, "the worker binary at concurrency 200, default flags: msg/s beside its concurrency-bound limit, the server's ceiling and in-process peers (raw SDK loop, go-cloud)"},
+	{scenarioIdle, "the worker binary, default flags, on an empty queue: SQS requests per minute"},
 	{scenarioLongTail, "lognormal handler times at concurrency 200: throughput ÷ a zero-overhead consumer's, and how busy the slots stay"},
 	{scenarioPickup, "send → handler start on an idle worker, less the server's round trip"},
 	{scenarioHeartbeat, "1,000 messages held for several visibility timeouts: redeliveries and visibility calls per heartbeat round"},
@@ -79,10 +83,16 @@ type Options struct {
 	// and raw loop in, at most one per 2,000 messages; each starts with the
 	// other side from the round before. Defaults to 6.
 	ThroughputRounds int
-	// Concurrency and Fetchers are the worker's for noop-throughput,
-	// requests-per-message, binary-noop and pickup-latency.
-	// Default to the worker's defaults (16 and 2).
-	Concurrency, Fetchers int
+	// Concurrency is the worker's for noop-throughput,
+	// requests-per-message, binary-noop and pickup-latency. Defaults to
+	// the worker's default (16).
+	Concurrency int
+	// Fetchers, when set, pins the worker's long polls in the same
+	// scenarios, and the raw SDK loop's goroutines. Left 0, the worker
+	// adapts them (its default), except in noop-throughput, whose worker
+	// and raw loop both poll with 2, so that they are compared like for
+	// like.
+	Fetchers int
 	// WaitTime is every long poll's wait. A worker lets its waiting polls
 	// return at shutdown, so a short wait keeps each scenario's shutdown
 	// short; at saturation a poll never waits. Defaults to 2s.
@@ -102,13 +112,16 @@ type Options struct {
 	// its messages.
 	// Defaults to 5.
 	HeartbeatHold float64
+	// IdleDuration is how long idle-cost leaves the worker on an empty
+	// queue. Defaults to 60s.
+	IdleDuration time.Duration
 	// FootprintHold is how long footprint's HTTP handler holds each
 	// message, so that 1,000 are in flight. Defaults to 500ms.
 	FootprintHold time.Duration
 	// IntegrityRuns is how many times receive-integrity runs its case.
 	// Defaults to 20.
 	IntegrityRuns int
-	// WorkerBinary is the worker to run for binary-noop and footprint;
+	// WorkerBinary is the worker binary the scenarios that run one run;
 	// empty builds ./cmd/worker into a temporary directory.
 	WorkerBinary string
 	// CPUProfile and MemProfile, when set, receive pprof CPU and
@@ -130,9 +143,6 @@ func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = config.DefaultConcurrency
 	}
-	if o.Fetchers <= 0 {
-		o.Fetchers = pinnedFetchers
-	}
 	if o.WaitTime <= 0 {
 		o.WaitTime = 2 * time.Second
 	}
@@ -147,6 +157,9 @@ func (o *Options) defaults() {
 	}
 	if o.HeartbeatHold <= 0 {
 		o.HeartbeatHold = 5
+	}
+	if o.IdleDuration <= 0 {
+		o.IdleDuration = time.Minute
 	}
 	if o.FootprintHold <= 0 {
 		o.FootprintHold = 500 * time.Millisecond
@@ -187,11 +200,11 @@ type env struct {
 	endpoint string // the server's, or the latency proxy's
 	report   *Report
 	prof     *profiler
-	binary   string // built on first use
+	built    map[string]string // import path → binary, built on first use
 	tmp      string
 	// noop is what the in-process noop-throughput run measured, for
-	// binary-noop to compare.
-	noop struct{ rate, rawRate, perMsg float64 }
+	// requests-per-message and binary-noop to compare.
+	noop struct{ rate, pinnedPerMsg, rawPerMsg float64 }
 }
 
 // Run starts the local server (and the latency proxy with RTT), runs the
@@ -239,8 +252,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { _ = os.RemoveAll(e.tmp) }()
 	e.prof = newProfiler(opts)
 	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. "+
-		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s and %s run the worker binary.",
-		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioFootprint)
+		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s, %s, %s and %s run the worker binary, "+
+		"with a no-op HTTP handler in a process of its own.",
+		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioPeer, scenarioIdle, scenarioFootprint)
 	e.note("Long polls wait %s: a worker lets its waiting polls return at shutdown, and at saturation a poll never waits.", opts.WaitTime)
 	if opts.Scale != 1 {
 		e.note("Message counts are scaled by %g (--scale).", opts.Scale)
@@ -253,8 +267,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		ids []string
 		fn  func(context.Context) error
 	}{
-		{[]string{scenarioThroughput, scenarioRequests}, e.throughput},
+		{[]string{scenarioThroughput}, e.throughput},
+		{[]string{scenarioRequests}, e.requestsPerMessage},
 		{[]string{scenarioBinary}, e.binaryNoop},
+		{[]string{scenarioPeer}, e.peerThroughput},
+		{[]string{scenarioIdle}, e.idleCost},
 		{[]string{scenarioLongTail}, e.longTail},
 		{[]string{scenarioPickup}, e.pickup},
 		{[]string{scenarioHeartbeat}, e.heartbeat},
@@ -295,9 +312,25 @@ func (e *env) fetchersFor(rate float64) int {
 	return max(pinnedFetchers, int(math.Ceil(rate*e.rttPlus().Seconds()/10*1.5)))
 }
 
-// pinnedFetchers is the number of polls the scenarios that pin them use,
-// and of goroutines in the raw SDK loop they are compared with.
+// pinnedFetchers is the number of polls noop-throughput pins, and of
+// goroutines in the raw SDK loop, unless --fetchers says.
 const pinnedFetchers = 2
+
+// pinned is the polls of a pinned worker and the raw loop's goroutines.
+func (e *env) pinned() int {
+	if e.opts.Fetchers > 0 {
+		return e.opts.Fetchers
+	}
+	return pinnedFetchers
+}
+
+// fetchersSetting says how the worker's polls are set, for a row.
+func (e *env) fetchersSetting() string {
+	if e.opts.Fetchers > 0 {
+		return fmt.Sprintf("%d fetchers", e.opts.Fetchers)
+	}
+	return "adaptive fetchers (the default)"
+}
 
 // fill creates a queue and sends bodies to it.
 func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions, bodies []string) (sqstest.Queue, error) {

@@ -36,16 +36,18 @@ func TestSmoke(t *testing.T) {
 		// want is how many rows each scenario must report.
 		want map[string]int
 	}{
-		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 2, scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 4}},
-		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPickup},
-			want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioPickup: 2}},
+		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 1,
+			scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 4}},
+		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPeer, scenarioPickup},
+			want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioPeer: 2, scenarioPickup: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := Run(t.Context(), Options{
 				RTT: tt.rtt, Scenarios: tt.scenarios, Scale: 0.001,
 				WaitTime: time.Second, HeartbeatVisibility: 2 * time.Second, HeartbeatHold: 1, FootprintHold: 10 * time.Millisecond, IntegrityRuns: 2,
-				Progress: lineWriter{t},
+				IdleDuration: time.Second,
+				Progress:     lineWriter{t},
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -147,14 +147,9 @@ type profiler struct {
 
 func newProfiler(o Options) *profiler {
 	n := 0
-	// requests-per-message is read from noop-throughput's run, profiled
-	// as noop-throughput.
-	for _, ids := range [][]string{{scenarioThroughput, scenarioRequests}, {scenarioLongTail}, {scenarioPickup}, {scenarioHeartbeat}} {
-		for _, id := range ids {
-			if slices.Contains(o.Scenarios, id) {
-				n++
-				break
-			}
+	for _, id := range []string{scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat} {
+		if slices.Contains(o.Scenarios, id) {
+			n++
 		}
 	}
 	return &profiler{cpu: o.CPUProfile, mem: o.MemProfile, multi: n > 1}

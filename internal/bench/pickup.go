@@ -76,7 +76,7 @@ func (e *env) pickup(ctx context.Context) error {
 	slices.Sort(rtts)
 	server := quantile(rtts, 0.5)
 	p50, p99 := quantile(pickups, 0.5)-server, quantile(pickups, 0.99)-server
-	setting := fmt.Sprintf("%d messages, %d fetchers, wait %s", n, w.cfg.Fetchers, w.cfg.WaitTime)
+	setting := fmt.Sprintf("%d messages, %s, wait %s", n, e.fetchersSetting(), w.cfg.WaitTime)
 	limit := fmt.Sprintf("server round trip (median SendMessage) %.1f ms", ms(server))
 	e.add(scenarioPickup, "pickup latency p50 (send → handler start, less server round trip)", ms(p50), "ms", atMost(25),
 		limit, ms(server), fmt.Sprintf("raw %.1f ms; %s", ms(quantile(pickups, 0.5)), setting))

@@ -73,6 +73,8 @@ func format(v float64, unit string) string {
 	switch unit {
 	case "ratio", "req/msg":
 		return fmt.Sprintf("%.3f", v)
+	case "req/min":
+		return fmt.Sprintf("%.1f", v)
 	case "msg/s":
 		return fmt.Sprintf("%s msg/s", thousands(v))
 	case "ms":
@@ -81,6 +83,8 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.1f MiB", v)
 	case "s":
 		return fmt.Sprintf("%.2f s", v)
+	case "µs":
+		return fmt.Sprintf("%.0f µs", v)
 	case "calls/round":
 		return fmt.Sprintf("%.1f", v)
 	default:

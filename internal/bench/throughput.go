@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
@@ -27,9 +29,8 @@ func (e *env) throughputMessages() int {
 	return e.opts.count(50000, 20)
 }
 
-// throughput runs noop-throughput (the worker against a raw SDK loop) and
-// requests-per-message (from the same worker runs). The n messages are
-// taken in rounds that alternate worker and raw loop, each on a fresh
+// throughput runs noop-throughput: the worker, its polls pinned, against a
+// raw SDK loop with as many goroutines. The n messages are taken in rounds that alternate worker and raw loop, each on a fresh
 // queue, so that both see the same server: run one after the other, with
 // the server sharing the machine's cores, their rates drift apart by more
 // than the 5% the comparison is about.
@@ -43,11 +44,11 @@ func (e *env) throughput(ctx context.Context) error {
 		return err
 	}
 	rounds := max(1, min(e.opts.ThroughputRounds, n/2000))
-	raw := e.selected(scenarioThroughput)
 	var wTook, rTook time.Duration
 	var rawReqs float64
 	reqs := map[string]float64{}
 	var ratios []float64
+	pinned := func(c *config.Config) { c.Fetchers = e.pinned() }
 	for r := range rounds {
 		m := n / rounds
 		if r == rounds-1 {
@@ -55,7 +56,7 @@ func (e *env) throughput(ctx context.Context) error {
 		}
 		var wt, rt time.Duration
 		worker := func() error {
-			took, rq, err := e.throughputWorker(ctx, m, r == 0)
+			took, rq, err := e.throughputWorker(ctx, scenarioThroughput, m, r == 0, pinned)
 			wt, wTook = took, wTook+took
 			for a, v := range rq {
 				reqs[a] += v
@@ -63,15 +64,12 @@ func (e *env) throughput(ctx context.Context) error {
 			return err
 		}
 		rawRound := func() error {
-			if !raw {
-				return nil
-			}
 			q, err := e.fill(ctx, "throughput-raw", sqstest.QueueOptions{}, indexBodies(m))
 			if err != nil {
 				return err
 			}
-			e.progress("%s round %d/%d: raw SDK loop consumes %d messages with %d goroutines", scenarioThroughput, r+1, rounds, m, e.opts.Fetchers)
-			res, err := e.rawLoop(ctx, q.URL, e.opts.Fetchers, m)
+			e.progress("%s round %d/%d: raw SDK loop consumes %d messages with %d goroutines", scenarioThroughput, r+1, rounds, m, e.pinned())
+			res, err := e.rawLoop(ctx, q.URL, e.pinned(), m)
 			rt, rTook, rawReqs = res.took, rTook+res.took, rawReqs+res.requests
 			return err
 		}
@@ -84,46 +82,51 @@ func (e *env) throughput(ctx context.Context) error {
 				return err
 			}
 		}
-		if raw {
-			ratios = append(ratios, rt.Seconds()/wt.Seconds())
-			e.progress("%s round %d/%d: worker %s, raw loop %s", scenarioThroughput, r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
-		}
+		ratios = append(ratios, rt.Seconds()/wt.Seconds())
+		e.progress("%s round %d/%d: worker %s, raw loop %s", scenarioThroughput, r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
 	}
 
 	rate := float64(n) / wTook.Seconds()
 	perMsg := sum(reqs) / float64(n)
-	setting := fmt.Sprintf("%s msgs in %d rounds, %d fetchers, concurrency %d", thousands(float64(n)), rounds, e.opts.Fetchers, e.opts.Concurrency)
-	e.noop.rate, e.noop.perMsg = rate, perMsg
-	if raw {
-		rawRate := float64(n) / rTook.Seconds()
-		e.noop.rawRate = rawRate
-		slices.Sort(ratios)
-		e.add(scenarioThroughput, "throughput: worker ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
-			fmt.Sprintf("raw loop %s (%d goroutines: receive 10 → delete batch)", format(rawRate, "msg/s"), e.opts.Fetchers),
-			rawRate, fmt.Sprintf("worker %s; rounds %.2f–%.2f; %s", format(rate, "msg/s"), ratios[0], ratios[len(ratios)-1], setting))
-		if e.opts.RTT > 0 {
-			limit := float64(e.opts.Fetchers) * 10 / e.opts.RTT.Seconds()
-			e.add(scenarioThroughput, "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
-				fmt.Sprintf("%d × 10 ÷ %s = %s (worker reaches %.2f of it)", e.opts.Fetchers, e.opts.RTT, format(limit, "msg/s"), rate/limit),
-				limit, setting)
-		}
-	}
-	if e.selected(scenarioRequests) {
-		limit := "floor 0.200 (one receive and one delete per 10)"
-		if raw {
-			limit += fmt.Sprintf("; raw loop %.3f", rawReqs/float64(n))
-		}
-		e.add(scenarioRequests, "SQS requests per message at saturation", perMsg, "req/msg", atMost(0.21), limit, 0.2,
-			fmt.Sprintf("%s; %s", breakdown(reqs, n), setting))
+	setting := fmt.Sprintf("%s msgs in %d rounds, %d fetchers, concurrency %d", thousands(float64(n)), rounds, e.pinned(), e.opts.Concurrency)
+	rawRate := float64(n) / rTook.Seconds()
+	e.noop.rate, e.noop.pinnedPerMsg, e.noop.rawPerMsg = rate, perMsg, rawReqs/float64(n)
+	slices.Sort(ratios)
+	e.add(scenarioThroughput, "throughput: worker ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
+		fmt.Sprintf("raw loop %s (%d goroutines: receive 10 → delete batch)", format(rawRate, "msg/s"), e.pinned()),
+		rawRate, fmt.Sprintf("worker %s; rounds %.2f–%.2f; %s", format(rate, "msg/s"), ratios[0], ratios[len(ratios)-1], setting))
+	if e.opts.RTT > 0 {
+		limit := float64(e.pinned()) * 10 / e.opts.RTT.Seconds()
+		e.add(scenarioThroughput, "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
+			fmt.Sprintf("%d × 10 ÷ %s = %s (worker reaches %.2f of it)", e.pinned(), e.opts.RTT, format(limit, "msg/s"), rate/limit),
+			limit, setting)
 	}
 	return nil
 }
 
-// throughputWorker runs an in-process worker with a no-op handler over m fresh
-// messages and returns how long it took from start to the last confirmed
+// requestsPerMessage runs requests-per-message: the in-process worker as
+// users get it, its polls adapting, over a full queue.
+func (e *env) requestsPerMessage(ctx context.Context) error {
+	n := e.throughputMessages()
+	_, reqs, err := e.throughputWorker(ctx, scenarioRequests, n, true, nil)
+	if err != nil {
+		return err
+	}
+	limit := "floor 0.200 (one receive and one delete per 10)"
+	if e.noop.pinnedPerMsg > 0 {
+		limit += fmt.Sprintf("; %d pinned fetchers %.3f, raw loop %.3f (%s)", e.pinned(), e.noop.pinnedPerMsg, e.noop.rawPerMsg, scenarioThroughput)
+	}
+	setting := fmt.Sprintf("%s msgs, %s, concurrency %d", thousands(float64(n)), e.fetchersSetting(), e.opts.Concurrency)
+	e.add(scenarioRequests, "SQS requests per message at saturation", sum(reqs)/float64(n), "req/msg", atMost(0.21), limit, 0.2,
+		fmt.Sprintf("%s; %s", breakdown(reqs, n), setting))
+	return nil
+}
+
+// throughputWorker runs an in-process worker with a no-op handler, tuned
+// by tune, over m fresh messages and returns how long it took from start to the last confirmed
 // delete, and its requests by action. profile profiles this round.
-func (e *env) throughputWorker(ctx context.Context, m int, profile bool) (time.Duration, map[string]float64, error) {
-	q, err := e.fill(ctx, "throughput", sqstest.QueueOptions{}, indexBodies(m))
+func (e *env) throughputWorker(ctx context.Context, scenario string, m int, profile bool, tune func(*config.Config)) (time.Duration, map[string]float64, error) {
+	q, err := e.fill(ctx, scenario, sqstest.QueueOptions{}, indexBodies(m))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -137,12 +140,12 @@ func (e *env) throughputWorker(ctx context.Context, m int, profile bool) (time.D
 	})
 	stopProf := func() error { return nil }
 	if profile {
-		if stopProf, err = e.prof.start(scenarioThroughput); err != nil {
+		if stopProf, err = e.prof.start(scenario); err != nil {
 			return 0, nil, err
 		}
 	}
-	e.progress("%s: worker consumes %d messages (no-op handler)", scenarioThroughput, m)
-	w, err := e.startWorker(ctx, q.URL, h, nil)
+	e.progress("%s: worker consumes %d messages (no-op handler)", scenario, m)
+	w, err := e.startWorker(ctx, q.URL, h, tune)
 	if err != nil {
 		return 0, nil, errors.Join(err, stopProf())
 	}
@@ -183,13 +186,14 @@ func (e *env) warmUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.rawLoop(ctx, q.URL, e.opts.Fetchers, n)
+	_, err = e.rawLoop(ctx, q.URL, e.pinned(), n)
 	return err
 }
 
 type rawResult struct {
 	took     time.Duration // from start to the n-th confirmed delete
 	requests float64       // requests sent in all
+	cpu      float64       // this process's CPU seconds over took
 }
 
 // rawLoop is the baseline: goroutines each receive up to ten with a long
@@ -204,9 +208,14 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	defer cancel()
 	var deleted, requests atomic.Int64
 	var end time.Time
+	var cpu1 float64
 	var once sync.Once
 	errc := make(chan error, goroutines)
 	var wg sync.WaitGroup
+	cpu0, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		return rawResult{}, err
+	}
 	start := time.Now()
 	for range goroutines {
 		wg.Add(1)
@@ -237,7 +246,11 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 					return
 				}
 				if deleted.Add(int64(len(dout.Successful))) >= int64(n) {
-					once.Do(func() { end = time.Now(); cancel() })
+					once.Do(func() {
+						end = time.Now()
+						cpu1, _ = cpuSeconds(os.Getpid())
+						cancel()
+					})
 				}
 			}
 		}()
@@ -250,7 +263,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	if err := ctx.Err(); err != nil {
 		return rawResult{}, err
 	}
-	return rawResult{took: end.Sub(start), requests: float64(requests.Load())}, nil
+	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0}, nil
 }
 
 // indexBodies returns n bodies, each its own index.
