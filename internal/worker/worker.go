@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/ack"
+	"github.com/sqsworker/sqsworker/internal/batch"
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/fetch"
 	"github.com/sqsworker/sqsworker/internal/handler"
@@ -111,8 +112,13 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		QueueURL: cfg.QueueURL, InFlightLimit: limit, VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxExtension: cfg.MaxExtension, MaxProcessingTime: cfg.MaxProcessingTime,
 	}, client, log, w.metrics)
-	w.deleter = ack.New(ack.Config{QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval},
-		client, w.leases, log, w.metrics)
+	// As many deletes in flight as polls: each brings back up to ten
+	// messages a round trip, each delete takes ten away in one, so
+	// deletes keep pace with receives at any latency.
+	w.deleter = ack.New(ack.Config{
+		QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval,
+		MaxInFlightBatches: max(batch.DefaultMaxInFlight, cfg.MaxFetchers()),
+	}, client, w.leases, log, w.metrics)
 	w.buffered = make(chan *message.Message, limit)
 	w.depths = queuestats.New(queuestats.Config{QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL, Interval: cfg.QueueStatsInterval},
 		client, w.metrics.QueueMessages, log)
