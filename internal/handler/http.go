@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,13 +51,23 @@ type HTTPConfig struct {
 // HTTP POSTs each message to an endpoint the way Elastic Beanstalk's worker
 // daemon (sqsd) does, so apps written for sqsd run unchanged.
 type HTTP struct {
-	url       string
-	timeout   time.Duration
-	client    *http.Client
+	url     string
+	timeout time.Duration
+	// send sends each request: the transport itself. No http.Client sits
+	// in front of it: a redirect is a failure (its response is returned
+	// as it is, as a Client told http.ErrUseLastResponse would), and a
+	// Client would copy every request's headers for redirects it never
+	// follows.
+	send      http.RoundTripper
 	transport *http.Transport
 	logger    *zap.Logger
 	now       func() time.Time
+	// queue caches the last queue URL's name for X-Aws-Sqsd-Queue.
+	queue atomic.Pointer[namedQueue]
 }
+
+// namedQueue is a queue URL and its name.
+type namedQueue struct{ url, name string }
 
 // NewHTTP validates cfg and builds the handler.
 func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
@@ -85,18 +96,16 @@ func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
 	// and a few headers; bodies up to 256 KiB still stream through.
 	t.ReadBufferSize, t.WriteBufferSize = 1<<10, 2<<10
 	t.MaxConnsPerHost = cfg.Concurrency
+	// A redirect would turn the POST into a GET whose 200 deletes a
+	// message nobody processed: the transport does not follow it, and
+	// Handle reports its status as a failure.
 	return &HTTP{
 		url:       u.String(),
 		timeout:   cfg.Timeout,
+		send:      t,
 		transport: t,
-		client: &http.Client{
-			Transport: t,
-			// A redirect would turn the POST into a GET whose 200 deletes a
-			// message nobody processed; report it as a failure instead.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		logger: logger.Named("http"),
-		now:    time.Now,
+		logger:    logger.Named("http"),
+		now:       time.Now,
 	}, nil
 }
 
@@ -113,7 +122,7 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("build request for message %s to %s: %w", msg.ID, h.url, err)
 	}
-	h.setHeaders(req.Header, msg)
+	req.Header = h.headers(msg)
 	if tc, ok := tracing.For(ctx, msg); ok {
 		req.Header.Set("traceparent", tc.TraceParent)
 		if tc.TraceState != "" {
@@ -122,13 +131,8 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	}
 
 	start := h.now()
-	resp, err := h.client.Do(req)
+	resp, err := h.send.RoundTrip(req)
 	if err != nil {
-		// url.Error repeats the method and URL; keep only its cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		if h.timeout > 0 && ctx.Err() == nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.url, h.timeout, err)
 		}
@@ -141,10 +145,9 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	}()
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		h.logger.Debug("message delivered",
-			zap.String("message_id", msg.ID),
-			zap.Int("status", resp.StatusCode),
-			zap.Duration("duration", h.now().Sub(start)))
+		if ce := h.logger.Check(zap.DebugLevel, "message delivered"); ce != nil {
+			ce.Write(zap.String("message_id", msg.ID), zap.Int("status", resp.StatusCode), zap.Duration("duration", h.now().Sub(start)))
+		}
 		return nil
 	}
 
@@ -165,20 +168,32 @@ func (h *HTTP) Close() {
 	h.transport.CloseIdleConnections()
 }
 
-// setHeaders adds what sqsd sends, so apps that read these headers work.
-func (h *HTTP) setHeaders(hdr http.Header, msg *message.Message) {
-	hdr.Set("User-Agent", UserAgent)
+// headers are what sqsd sends, so apps that read these headers work. The
+// map is sized once and every header's one value shares one array: a
+// message's headers cost two allocations, not one per header.
+func (h *HTTP) headers(msg *message.Message) http.Header {
+	n := 7 + len(msg.Attributes)
+	hdr := make(http.Header, n)
+	vals := make([]string, 0, n)
+	set := func(canonicalKey, v string) {
+		vals = append(vals, v)
+		hdr[canonicalKey] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set("User-Agent", UserAgent)
 	contentType := "application/json"
 	if ct, ok := msg.StringAttribute("Content-Type"); ok && validHeaderValue(ct) {
 		contentType = ct
 	}
-	hdr.Set("Content-Type", contentType)
-	hdr.Set("X-Aws-Sqsd-Msgid", msg.ID)
-	hdr.Set("X-Aws-Sqsd-Queue", queueName(msg.QueueURL))
-	hdr.Set("X-Aws-Sqsd-First-Received-At", msg.FirstReceivedAt.UTC().Format(time.RFC3339))
-	hdr.Set("X-Aws-Sqsd-Receive-Count", strconv.Itoa(msg.ReceiveCount))
+	set("Content-Type", contentType)
+	set("X-Aws-Sqsd-Msgid", msg.ID)
+	set("X-Aws-Sqsd-Queue", h.queueName(msg.QueueURL))
+	set("X-Aws-Sqsd-First-Received-At", msg.FirstReceivedAt.UTC().Format(time.RFC3339))
+	set("X-Aws-Sqsd-Receive-Count", strconv.Itoa(msg.ReceiveCount))
 	if sender := msg.SystemAttributes["SenderId"]; sender != "" {
-		hdr.Set("X-Aws-Sqsd-Sender-Id", sender)
+		set("X-Aws-Sqsd-Sender-Id", sender)
+	}
+	if len(msg.Attributes) == 0 {
+		return hdr
 	}
 
 	names := make([]string, 0, len(msg.Attributes))
@@ -198,8 +213,20 @@ func (h *HTTP) setHeaders(hdr http.Header, msg *message.Message) {
 				zap.String("message_id", msg.ID), zap.String("attribute", name))
 			continue
 		}
-		hdr.Set("X-Aws-Sqsd-Attr-"+name, v)
+		set(http.CanonicalHeaderKey("X-Aws-Sqsd-Attr-"+name), v)
 	}
+	return hdr
+}
+
+// queueName is queueName(queueURL), remembered for the last queue URL:
+// every message of a worker comes from the same queue.
+func (h *HTTP) queueName(queueURL string) string {
+	if q := h.queue.Load(); q != nil && q.url == queueURL {
+		return q.name
+	}
+	name := queueName(queueURL)
+	h.queue.Store(&namedQueue{url: queueURL, name: name})
+	return name
 }
 
 // queueName returns the last path segment of a queue URL, as sqsd does.
