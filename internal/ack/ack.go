@@ -93,7 +93,8 @@ func (d *Deleter) Delete(ctx context.Context, msg *message.Message) error {
 func (d *Deleter) call(ctx context.Context, entries []batch.Entry) ([]string, []types.BatchResultErrorEntry, error) {
 	req := make([]types.DeleteMessageBatchRequestEntry, len(entries))
 	for i, e := range entries {
-		req[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(batch.ID(i)), ReceiptHandle: aws.String(e.Msg.ReceiptHandle)}
+		// The message is not changed after fetch: its handle is shared, not copied.
+		req[i] = types.DeleteMessageBatchRequestEntry{Id: batch.IDRef(i), ReceiptHandle: &e.Msg.ReceiptHandle}
 	}
 	out, err := d.api.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: d.queue, Entries: req})
 	d.metrics.DeleteBatchSize.Observe(float64(len(entries)))

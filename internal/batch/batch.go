@@ -96,6 +96,15 @@ func ID(i int) string {
 	return strconv.Itoa(i)
 }
 
+// IDRef is ID(i) as the SDK's request entries take it; the ids of a full
+// call are shared, not allocated per entry. Nobody may write through it.
+func IDRef(i int) *string {
+	if i >= 0 && i < len(ids) {
+		return &ids[i]
+	}
+	return aws.String(strconv.Itoa(i))
+}
+
 func index(id string, n int) (int, bool) {
 	i, err := strconv.Atoi(id)
 	return i, err == nil && i >= 0 && i < n

@@ -395,13 +395,21 @@ func (s *Sender) live(j *job, entries []Entry) []Entry {
 	if s.cfg.Live == nil {
 		return entries
 	}
-	kept := entries[:0:0]
-	for _, e := range entries {
+	var kept []Entry // a new slice only once one is dropped: entries may be the caller's
+	for i, e := range entries {
 		if s.cfg.Live(e.Msg) {
-			kept = append(kept, e)
+			if kept != nil {
+				kept = append(kept, e)
+			}
 			continue
 		}
+		if kept == nil {
+			kept = append(make([]Entry, 0, len(entries)-1), entries[:i]...)
+		}
 		s.finish(j, e, Result{Outcome: Skipped})
+	}
+	if kept == nil {
+		return entries
 	}
 	return kept
 }

@@ -17,8 +17,8 @@ func (t *Table) changeVisibility(ctx context.Context, entries []batch.Entry) ([]
 	req := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(entries))
 	for i, e := range entries {
 		req[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-			Id:                aws.String(batch.ID(i)),
-			ReceiptHandle:     aws.String(e.Msg.ReceiptHandle),
+			Id:                batch.IDRef(i),
+			ReceiptHandle:     &e.Msg.ReceiptHandle, // not changed after fetch: shared, not copied
 			VisibilityTimeout: int32(e.Visibility / time.Second),
 		}
 	}
