@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
@@ -366,18 +365,24 @@ func (f *Fetcher) giveBack(n int) {
 	}
 }
 
+// Every receive asks for every attribute; the SDK only reads these.
+var (
+	allSystemAttributes  = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}
+	allMessageAttributes = []string{"All"}
+)
+
 func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 	ctx, cancel := context.WithTimeout(f.pollCtx, f.cfg.WaitTime+pollSlack)
 	defer cancel()
 	f.polling.Add(1)
 	defer f.polling.Add(-1)
 	out, err := f.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl:                    aws.String(f.cfg.QueueURL),
+		QueueUrl:                    &f.cfg.QueueURL,
 		MaxNumberOfMessages:         int32(n),
 		WaitTimeSeconds:             int32(f.cfg.WaitTime / time.Second),
 		VisibilityTimeout:           int32(f.cfg.VisibilityTimeout / time.Second),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: allSystemAttributes,
+		MessageAttributeNames:       allMessageAttributes,
 	}, noRetry)
 	if err != nil {
 		return nil, fmt.Errorf("receive up to %d messages: %w", n, err)
