@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alitto/pond/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/backoff"
@@ -91,6 +92,9 @@ type Pool struct {
 	acker   Acker
 	log     *zap.Logger
 	metrics *metrics.Metrics
+	// succeeded is metrics.MessagesProcessed of outcome success, looked
+	// up once rather than for every message.
+	succeeded prometheus.Counter
 
 	pond     pond.Pool
 	slots    chan struct{}
@@ -128,6 +132,7 @@ func New(cfg Config, h handler.Handler, leases Leases, acker Acker, in <-chan *m
 	}
 	return &Pool{
 		cfg: cfg, in: in, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
+		succeeded: m.MessagesProcessed.WithLabelValues(metrics.OutcomeSuccess),
 		// Our own slots decide when a message is handed over, so pond's
 		// queue (unbounded by default) never holds a message we could
 		// not release at shutdown.
@@ -375,7 +380,7 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 			return false
 		}
 		p.leases.Handled(msg)
-		p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeSuccess).Inc()
+		p.succeeded.Inc()
 		return true
 	case err == nil || !p.leases.Alive(msg):
 		p.lost(msg, "lease lost while the handler ran; not deleting with a stale receipt handle")
