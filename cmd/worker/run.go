@@ -57,6 +57,7 @@ func runWorker(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
 	return serve(w, signals, log)
 }
 

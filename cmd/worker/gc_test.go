@@ -1,0 +1,29 @@
+package main
+
+import "testing"
+
+func TestGCPercentFor(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	tests := []struct {
+		name        string
+		live, roots uint64
+		want        int
+	}{
+		{name: "nothing yet: the most", want: maxGCPercent},
+		{name: "tiny heap: capped", live: 100 << 10, roots: 100 << 10, want: maxGCPercent},
+		{name: "small heap: goal at the floor", live: 3 * mib, roots: 9 * mib / 2, want: 200},
+		{name: "rounded down to 50", live: 2 * mib, roots: 4 * mib, want: 250},
+		{name: "1,000 handlers' stacks: the base", live: 1 * mib, roots: 176 * mib / 10, want: baseGCPercent},
+		{name: "large stacks: the base", live: 4 * mib, roots: 30 * mib, want: baseGCPercent},
+		{name: "large heap: the base", live: 200 * mib, roots: 4 * mib, want: baseGCPercent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := gcPercentFor(tt.live, tt.roots, 18*mib); got != tt.want {
+				t.Errorf("gcPercentFor(live %d KiB, roots %d KiB) = %d, want %d", tt.live>>10, tt.roots>>10, got, tt.want)
+			}
+		})
+	}
+}
