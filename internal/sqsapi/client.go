@@ -119,11 +119,24 @@ func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 // the SDK resolved, or over WrapTransport's transport when a test gives
 // one.
 func (opts Options) httpClient(resolved aws.HTTPClient) aws.HTTPClient {
+	if b, ok := resolved.(*awshttp.BuildableClient); ok {
+		// The SDK keeps 10 idle connections per host; a worker has up to
+		// one long poll, one delete and one visibility call in flight per
+		// ten messages of its in-flight limit, and a request that finds
+		// no idle connection pays a whole round trip to dial one.
+		resolved = b.WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = maxIdleConns
+			t.MaxIdleConns = max(t.MaxIdleConns, maxIdleConns)
+		})
+	}
 	if opts.WrapTransport != nil {
 		resolved = &http.Client{Transport: opts.WrapTransport(awshttp.NewBuildableClient().GetTransport())}
 	}
 	return ownbody.Wrap(resolved)
 }
+
+// maxIdleConns is how many idle connections to SQS a client keeps.
+const maxIdleConns = 256
 
 // newRetryer is the SDK's standard retryer, which retries throttles and
 // 5xx, without its retry quota: that quota would stop retrying under a
