@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/testkit"
 	"github.com/sqsworker/sqsworker/internal/tools/drain"
@@ -155,7 +156,7 @@ func TestDrainLoadRoundTrip(t *testing.T) {
 			if report.Written != n || report.Deleted != n || report.End != receive.Empty {
 				t.Errorf("report %+v, want %d written and deleted, ended empty", report, n)
 			}
-			if d := depth(t, src.URL); d != (sqstest.Depth{}) {
+			if d := counts(t, src.URL); d != (sqsapi.Counts{}) {
 				t.Errorf("drained queue holds %+v, want nothing", d)
 			}
 			for _, l := range drained {
@@ -191,15 +192,6 @@ func TestDrainLoadRoundTrip(t *testing.T) {
 			}
 		})
 	}
-}
-
-func depth(t *testing.T, url string) sqstest.Depth {
-	t.Helper()
-	d, err := server.QueueDepth(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // earlyEmptyAPI answers the first receives empty at once, as a server
@@ -259,7 +251,7 @@ func TestDrainKeepHoldsEachMessageOnceThenReleasesAll(t *testing.T) {
 		t.Errorf("kept %d, wrote %d lines (%d distinct), deleted %d; want each of %d written once, none deleted",
 			report.Kept, len(drained), len(bodies), report.Deleted, n)
 	}
-	if d := depth(t, q.URL); d.Visible != n || d.InFlight != 0 {
+	if d := counts(t, q.URL); d.Visible != n || d.InFlight != 0 {
 		t.Errorf("after drain --keep the queue holds %+v, want all %d visible", d, n)
 	}
 }
@@ -276,7 +268,7 @@ func TestDrainMaxReadsThatMany(t *testing.T) {
 		t.Errorf("report %+v with %d lines, want %d written and deleted", report, len(drained), limit)
 	}
 	testkit.Eventually(t, time.Minute, "the rest visible again", func() bool {
-		d := depth(t, q.URL)
+		d := counts(t, q.URL)
 		return d.Visible == n-limit && d.InFlight == 0
 	})
 }
@@ -312,8 +304,8 @@ func TestDrainOutputFailureDeletesNothingUnwritten(t *testing.T) {
 	if written != report.Written || report.Deleted != report.Written {
 		t.Errorf("%d lines in the output, report %+v: want as many written and deleted", written, report)
 	}
-	d := depth(t, q.URL)
-	if d.Visible+d.InFlight != n-written || d.InFlight != 0 {
+	d := counts(t, q.URL)
+	if d.Visible+d.InFlight != int64(n-written) || d.InFlight != 0 {
 		t.Errorf("queue holds %+v after %d written: want the other %d visible", d, written, n-written)
 	}
 }

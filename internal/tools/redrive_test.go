@@ -87,10 +87,10 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 			t.Fatalf("moved message %+v lost its attributes", m.MessageAttributes)
 		}
 	}
-	if d := depth(t, q.URL); d != (sqstest.Depth{}) {
+	if d := counts(t, q.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("the source queue holds %+v more: a message moved twice", d)
 	}
-	if d := depth(t, q.DLQURL); d.Visible != n-len(want) || d.InFlight != 0 {
+	if d := counts(t, q.DLQURL); d.Visible != int64(n-len(want)) || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want the %d others visible", d, n-len(want))
 	}
 }
@@ -126,10 +126,10 @@ func TestRedriveDryRunMovesNothing(t *testing.T) {
 	if printed != want || report.Matched != want || report.ByTarget[q.Name] != want || report.Moved != 0 || report.Deleted != 0 {
 		t.Errorf("dry run printed %d lines, report %+v; want %d that would move to %s, none moved", printed, report, want, q.Name)
 	}
-	if d := depth(t, q.DLQURL); d.Visible != n || d.InFlight != 0 {
+	if d := counts(t, q.DLQURL); d.Visible != n || d.InFlight != 0 {
 		t.Errorf("after a dry run the dead-letter queue holds %+v, want all %d visible", d, n)
 	}
-	if d := depth(t, q.URL); d != (sqstest.Depth{}) {
+	if d := counts(t, q.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("after a dry run the source queue holds %+v, want nothing", d)
 	}
 }
@@ -197,7 +197,7 @@ func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "To" || !strings.Contains(err.Error(), a.Name) || !strings.Contains(err.Error(), b.Name) {
 		t.Fatalf("redrive of a dead-letter queue of two queues, no source attribute: %v; want a refusal naming To and both queues", err)
 	}
-	if d := depth(t, dlq.URL); d.Visible != len(bodies) || d.InFlight != 0 {
+	if d := counts(t, dlq.URL); d.Visible != int64(len(bodies)) || d.InFlight != 0 {
 		t.Fatalf("after the refusal the dead-letter queue holds %+v, want all %d visible", d, len(bodies))
 	}
 
@@ -222,7 +222,7 @@ func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 			}
 		}
 	}
-	if d := depth(t, dlq.URL); d != (sqstest.Depth{}) {
+	if d := counts(t, dlq.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("the dead-letter queue holds %+v, want nothing", d)
 	}
 }
@@ -318,7 +318,7 @@ func TestRedriveLeavesWhatTheTargetRefuses(t *testing.T) {
 	if report.Refused != 12 || report.Moved != 0 || len(problems) != 12 || !strings.Contains(problems[0].Reason, "MessageGroupId") {
 		t.Errorf("report %+v, problems %+v; want 12 refused, each reported with the reason", report, problems)
 	}
-	if d := depth(t, dlq.URL); d.Visible != 12 || d.InFlight != 0 {
+	if d := counts(t, dlq.URL); d.Visible != 12 || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want all 12 visible", d)
 	}
 }

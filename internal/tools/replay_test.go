@@ -9,6 +9,7 @@ import (
 
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/tools/receive"
 	"github.com/sqsworker/sqsworker/internal/tools/replay"
@@ -59,7 +60,7 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 	if report.Failed != 1 || report.Deleted != report.Succeeded || report.Succeeded != len(s.bodies)-1 {
 		t.Errorf("report %+v after %d messages handled; want each success deleted, one failure", report, len(s.bodies))
 	}
-	if d := depth(t, dlq.URL); d.Visible != n-report.Deleted || d.InFlight != 0 {
+	if d := counts(t, dlq.URL); d.Visible != int64(n-report.Deleted) || d.InFlight != 0 {
 		t.Errorf("after the failure the queue holds %+v, want the %d not deleted visible", d, n-report.Deleted)
 	}
 
@@ -72,7 +73,7 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 		t.Errorf("the fixed handler saw %d messages (the failed one %d times), deleted %d; want the other %d, each once",
 			len(fixed.bodies), fixed.bodies["replay-17"], report.Deleted, n-len(s.bodies)+1)
 	}
-	if d := depth(t, dlq.URL); d != (sqstest.Depth{}) {
+	if d := counts(t, dlq.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("after the fixed replay the queue holds %+v, want nothing", d)
 	}
 }

@@ -108,23 +108,12 @@ type drainer struct {
 // run writes lines until the messages end or ctx is done, syncing a
 // batch whenever none is waiting, or maxBatch are written.
 func (d *drainer) run(ctx context.Context) error {
-	msgs := d.r.Messages()
 	for {
-		var msg *message.Message
-		var ok bool
-		select {
-		case msg, ok = <-msgs:
-		default:
-			if err := d.flush(ctx); err != nil {
-				return err
-			}
-			select {
-			case msg, ok = <-msgs:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		msg, err := d.r.Next(ctx, func() error { return d.flush(ctx) })
+		if err != nil {
+			return err
 		}
-		if !ok {
+		if msg == nil {
 			return d.flush(ctx)
 		}
 		l := line.FromMessage(msg)

@@ -79,13 +79,11 @@ func (c *Config) defaults() {
 	}
 }
 
-// Validate checks the fields, naming the one that is wrong. Zero fields
-// take their defaults.
+// Validate checks the settings, naming the field that is wrong (the
+// queue is checked by New). Zero fields take their defaults.
 func (c Config) Validate() error {
 	c.defaults()
 	switch {
-	case c.QueueURL == "":
-		return &config.FieldError{Field: "QueueURL", Msg: "is required: the queue to read"}
 	case c.WaitTime < time.Second || c.WaitTime > 20*time.Second || c.WaitTime%time.Second != 0:
 		return &config.FieldError{Field: "WaitTime", Msg: fmt.Sprintf("is %s: it must be whole seconds from 1s to 20s (a long poll; the queue is empty only once one came back with nothing)", c.WaitTime)}
 	case c.VisibilityTimeout < time.Second || c.VisibilityTimeout > sqsapi.MaxVisibility || c.VisibilityTimeout%time.Second != 0:
@@ -145,6 +143,9 @@ type Receiver struct {
 
 // New creates a Receiver. m may be nil.
 func New(cfg Config, api API, log *zap.Logger, m *metrics.Metrics) (*Receiver, error) {
+	if cfg.QueueURL == "" {
+		return nil, &config.FieldError{Field: "QueueURL", Msg: "is required: the queue to read"}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,6 +185,27 @@ func (r *Receiver) Start(ctx context.Context) error {
 // It is closed once receiving has ended (End says why) and the polls
 // under way have returned.
 func (r *Receiver) Messages() <-chan *message.Message { return r.msgs }
+
+// Next returns the next message, nil once Messages is closed. When none
+// is waiting it first calls idle, which sends or syncs what the caller
+// has batched, then waits; it returns idle's error, or ctx's when ctx is
+// done first.
+func (r *Receiver) Next(ctx context.Context, idle func() error) (*message.Message, error) {
+	select {
+	case msg := <-r.msgs:
+		return msg, nil
+	default:
+	}
+	if err := idle(); err != nil {
+		return nil, err
+	}
+	select {
+	case msg := <-r.msgs:
+		return msg, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // Leases is the lease table, for a pool that settles messages itself.
 func (r *Receiver) Leases() *lease.Table { return r.leases }

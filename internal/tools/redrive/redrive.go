@@ -63,28 +63,21 @@ type Config struct {
 	OnProgress func(Report)
 }
 
-// Validate checks the fields, naming the one that is wrong.
+// Validate checks the settings, naming the field that is wrong (the
+// queues are checked by Run).
 func (c *Config) Validate() error {
 	switch {
-	case c.From.URL == "":
-		return &config.FieldError{Field: "From", Msg: "is required: the dead-letter queue to move messages from"}
-	case c.To != nil && c.To.URL == c.From.URL:
-		return &config.FieldError{Field: "To", Msg: fmt.Sprintf("is %s, the queue messages are moved from: name another queue", c.From.Name())}
 	case c.Rate < 0:
 		return &config.FieldError{Field: "Rate", Msg: "is negative: it must be above 0 messages per second (0: no cap)"}
 	case c.Max < 0:
 		return &config.FieldError{Field: "Max", Msg: fmt.Sprintf("is %d: it must be 0 (no limit) or more", c.Max)}
-	case c.DryRun && c.DryRunOut == nil:
-		return &config.FieldError{Field: "DryRunOut", Msg: "is required with DryRun: where the lines that would move go"}
 	}
 	if c.Filter != "" {
 		if _, err := ParseFilter(c.Filter); err != nil {
 			return &config.FieldError{Field: "Filter", Msg: fmt.Sprintf("%q is not a jq expression: %v", c.Filter, err)}
 		}
 	}
-	cfg := c.Config
-	cfg.QueueURL = c.From.URL
-	return cfg.Validate()
+	return c.Config.Validate()
 }
 
 // Problem is a message that stays in the dead-letter queue, and why.
@@ -137,6 +130,14 @@ const (
 // message not moved stays in the dead-letter queue, visible again at the
 // end.
 func Run(ctx context.Context, cfg Config, api API, log *zap.Logger) (Report, error) {
+	switch {
+	case cfg.From.URL == "":
+		return Report{}, &config.FieldError{Field: "From", Msg: "is required: the dead-letter queue to move messages from"}
+	case cfg.To != nil && cfg.To.URL == cfg.From.URL:
+		return Report{}, &config.FieldError{Field: "To", Msg: fmt.Sprintf("is %s, the queue messages are moved from: name another queue", cfg.From.Name())}
+	case cfg.DryRun && cfg.DryRunOut == nil:
+		return Report{}, &config.FieldError{Field: "DryRunOut", Msg: "is required with DryRun: where the lines that would move go"}
+	}
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
@@ -213,23 +214,11 @@ type pending struct {
 // run reads messages until they end, ctx is done or the run must stop,
 // sending each target's batch when it is full or no message is waiting.
 func (m *mover) run(ctx context.Context) error {
-	msgs := m.r.Messages()
 	defer m.flushAll(ctx)
 	for {
-		var msg *message.Message
-		var ok bool
-		select {
-		case msg, ok = <-msgs:
-		default:
-			m.flushAll(ctx)
-			select {
-			case msg, ok = <-msgs:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if !ok {
-			return nil
+		msg, err := m.r.Next(ctx, func() error { m.flushAll(ctx); return nil })
+		if err != nil || msg == nil {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			m.r.Hold(msg)
