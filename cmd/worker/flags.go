@@ -237,6 +237,11 @@ func queueFlags(f *flagSet, queueURL, queue, endpoint, region *string, what stri
 	f.group("Queue")
 	f.Var(queueURL, "queue-url", "URL of the queue to "+what)
 	f.Var(queue, "queue", "name of the queue to "+what+", resolved with GetQueueUrl (instead of --queue-url)")
+	endpointFlags(f, endpoint, region)
+}
+
+// endpointFlags declares the flags every subcommand reaches SQS with.
+func endpointFlags(f *flagSet, endpoint, region *string) {
 	f.Var(endpoint, "endpoint-url", "SQS endpoint (default: the SDK's resolution: AWS_ENDPOINT_URL_SQS, AWS_REGION)")
 	f.Var(region, "region", "AWS region (default: AWS_REGION)")
 }
@@ -306,14 +311,7 @@ func runFlags(f *flagSet, c *config.Config) {
 	f.Var(&c.RetryBackoffMin, "retry-backoff-min", "delay before a failed message is visible again, first receive")
 	f.Var(&c.RetryBackoffMax, "retry-backoff-max", "cap of that delay, which doubles with each receive")
 
-	f.group("Handler")
-	f.Var(&c.Handler, "handler", "handler kind: http or exec")
-	f.Var(&c.HTTPURL, "http-url", "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
-	f.Var(&c.HTTPTimeout, "http-timeout", "http handler: timeout of one request")
-	f.Value(&argvFlag{argv: &c.Exec}, &c.Exec, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
-	f.Var(&c.ExecTimeout, "exec-timeout", "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
-	f.Var(&c.ExecOutputLimit, "exec-output-limit", "exec handler: bytes of the command's stdout and of its stderr kept for the log")
-	f.Var(&c.UnwrapSNS, "unwrap-sns", "give the handler the inner message of SNS envelopes")
+	handlerFlags(f, c)
 
 	f.group("Operations")
 	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz (empty: off)")
@@ -324,4 +322,17 @@ func runFlags(f *flagSet, c *config.Config) {
 	f.Var(&c.MaxMessages, "max-messages", "stop receiving after this many messages, finish them, exit 0 (0: no limit)")
 	f.Var(&c.LogLevel, "log-level", "debug, info, warn or error")
 	f.Var(&c.LogFormat, "log-format", "json or console")
+}
+
+// handlerFlags declares the flags that choose and shape the handler, for
+// every subcommand that runs one.
+func handlerFlags(f *flagSet, c *config.Config) {
+	f.group("Handler")
+	f.Var(&c.Handler, "handler", "handler kind: http or exec")
+	f.Var(&c.HTTPURL, "http-url", "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
+	f.Var(&c.HTTPTimeout, "http-timeout", "http handler: timeout of one request")
+	f.Value(&argvFlag{argv: &c.Exec}, &c.Exec, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
+	f.Var(&c.ExecTimeout, "exec-timeout", "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
+	f.Var(&c.ExecOutputLimit, "exec-output-limit", "exec handler: bytes of the command's stdout and of its stderr kept for the log")
+	f.Var(&c.UnwrapSNS, "unwrap-sns", "give the handler the inner message of SNS envelopes")
 }

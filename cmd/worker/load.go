@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/sqsworker/sqsworker/internal/tools/load"
 	"github.com/sqsworker/sqsworker/internal/tools/progress"
@@ -48,7 +47,7 @@ func runLoad(ctx context.Context, std stdio, t target, path string, cfg load.Con
 		return err
 	}
 	cfg.QueueURL = q.URL
-	cfg.FIFO = q.Attributes["FifoQueue"] == "true" || strings.HasSuffix(q.URL, ".fifo")
+	cfg.FIFO = isFIFO(q)
 	bar := progress.New(std.err, progress.Options{Total: size, Bytes: true, Description: "load"})
 	defer bar.Close()
 	cfg.OnProblem = func(p load.Problem) {

@@ -1,7 +1,9 @@
 // Command worker consumes an Amazon SQS queue: it receives messages, runs a
 // handler on each, keeps their leases alive while the handler runs, and
 // deletes them only after it succeeded. Its other subcommands are the
-// day-two tools: load a queue from a file, show its health, set it up.
+// day-two tools: save a queue to a file and load it back, move a
+// dead-letter queue's messages back, replay them through the handler,
+// show a queue's health, set it up.
 package main
 
 import (
@@ -54,7 +56,7 @@ func (c *command) about() string {
 }
 
 // commands in the order `worker help` lists them; the first is the default.
-var commands = []*command{runCmd, loadCmd, statsCmd, setupCmd, versionCmd}
+var commands = []*command{runCmd, drainCmd, loadCmd, redriveCmd, replayCmd, statsCmd, setupCmd, versionCmd}
 
 // errUsage marks errors in how the command was called: exit status 2.
 var errUsage = errors.New("usage")

@@ -74,6 +74,17 @@ func (b *Bar) Set(n int64) {
 	_ = b.bar.Set64(n)
 }
 
+// SetTotal changes the amount Set counts up to, as what is left becomes
+// known.
+func (b *Bar) SetTotal(total int64) {
+	if b == nil || b.bar == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bar.ChangeMax64(total)
+}
+
 // Describe changes the text before the bar ("1,200 sent").
 func (b *Bar) Describe(s string) {
 	if b == nil || b.bar == nil {
