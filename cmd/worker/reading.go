@@ -104,15 +104,18 @@ type queueProgress struct {
 	stop  func()
 	close sync.Once
 
-	mu   sync.Mutex
-	n    int
-	left int64
+	mu sync.Mutex
+	n  int
+	// visible is the queue's visible count as last read, when n messages
+	// were done: what is left is that less what was done since.
+	visible int64
+	nAt     int
 }
 
 const progressReadEvery = 2 * time.Second
 
 func startProgress(ctx context.Context, std stdio, api sqsapi.QueueAPI, q sqsapi.Queue, verb string) *queueProgress {
-	p := &queueProgress{verb: verb, left: q.Counts.Visible, stop: func() {}}
+	p := &queueProgress{verb: verb, visible: q.Counts.Visible, stop: func() {}}
 	if !progress.IsTerminal(std.err) {
 		return p
 	}
@@ -132,7 +135,7 @@ func startProgress(ctx context.Context, std stdio, api sqsapi.QueueAPI, q sqsapi
 			}
 			if d, err := sqsapi.DescribeQueue(ctx, api, q.URL); err == nil {
 				p.mu.Lock()
-				p.left = d.Counts.Visible
+				p.visible, p.nAt = d.Counts.Visible, p.n
 				p.mu.Unlock()
 				p.draw()
 			}
@@ -154,7 +157,7 @@ func (p *queueProgress) draw() {
 		return
 	}
 	p.mu.Lock()
-	n, left := p.n, p.left
+	n, left := p.n, max(0, p.visible-int64(p.n-p.nAt))
 	p.mu.Unlock()
 	p.bar.SetTotal(int64(n) + left)
 	p.bar.Set(int64(n))

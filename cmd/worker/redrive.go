@@ -95,13 +95,23 @@ func runRedrive(ctx context.Context, std stdio, from target, to string, cfg redr
 	bar := startProgress(ctx, std, client, dlq, "redrive")
 	defer bar.Close()
 	cfg.OnProgress = func(r redrive.Report) { bar.Set(r.Read) }
+	named := 0
 	cfg.OnProblem = func(p redrive.Problem) {
-		bar.Printf(std.err, "worker: %s: message %s stays: %s", dlq.Name(), p.MessageID, p.Reason)
+		switch named++; {
+		case named <= maxNamed:
+			bar.Printf(std.err, "worker: %s: message %s stays: %s", dlq.Name(), p.MessageID, p.Reason)
+		case named == maxNamed+1:
+			bar.Printf(std.err, "worker: %s: more messages stay; they are counted, not named", dlq.Name())
+		}
 	}
 	r, err := redrive.Run(ctx, cfg, client, log)
 	bar.Close()
 	return redriveSummary(std, cfg, r, err)
 }
+
+// maxNamed is how many messages that stay are named one by one: a
+// filter that fails on every message would otherwise print a line each.
+const maxNamed = 20
 
 // redriveSummary says what the redrive did, in one line: on stderr when
 // it did all it was asked, as the error otherwise.
@@ -124,8 +134,11 @@ func redriveSummary(std stdio, cfg redrive.Config, r redrive.Report, err error) 
 	if r.Kept > 0 {
 		stay = append(stay, fmt.Sprintf("%s did not match the filter", count(r.Kept)))
 	}
-	if n := r.Refused + r.FilterErrors + r.Unsent; n > 0 {
-		stay = append(stay, fmt.Sprintf("%s could not be moved (each named above)", count(n)))
+	if r.FilterErrors > 0 {
+		stay = append(stay, fmt.Sprintf("the filter failed on %s", count(r.FilterErrors)))
+	}
+	if n := r.Refused + r.Unsent; n > 0 {
+		stay = append(stay, fmt.Sprintf("%s could not be sent", count(n)))
 	}
 	if len(stay) > 0 {
 		done += "; " + strings.Join(stay, ", ") + ": they stay in " + dlq
