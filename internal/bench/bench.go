@@ -56,6 +56,8 @@ var Scenarios = []Scenario{
 	{scenarioFootprint, "the worker binary's peak RSS and CPU with 1,000 messages of 1 KiB in flight"},
 	{scenarioLoad, "the load tool sending a file of lines to a standard and a FIFO queue ÷ a raw SendMessageBatch loop's msg/s"},
 	{scenarioIntegrity, "the worker binary at 8 fetchers, concurrency 200, lognormal handler, run many times: failed receives, and whole-run ÷ steady msg/s"},
+	{scenarioDrainThroughput, "the drain binary writing 10,000 and 100,000 messages to a file: msg/s beside a raw receive-and-delete loop's"},
+	{scenarioDrainRSS, "the drain binary's peak RSS at 10,000 and at 100,000 messages (flat memory keeps them close)"},
 }
 
 // ScenarioNames lists the scenarios' names in the order they run.
@@ -278,6 +280,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioFootprint}, e.footprint},
 		{[]string{scenarioLoad}, e.loadThroughput},
 		{[]string{scenarioIntegrity}, e.receiveIntegrity},
+		{[]string{scenarioDrainThroughput, scenarioDrainRSS}, e.drain},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {
