@@ -72,17 +72,12 @@ func TestOperationsGuide(t *testing.T) {
 }
 
 // checkCommands checks the flags of every `worker <subcommand> …` a
-// document shows against that subcommand's help. A subcommand the binary
-// does not have yet, of the tools still to come, is only noted.
+// document shows against that subcommand's help.
 func checkCommands(t *testing.T, where, doc string) {
 	t.Helper()
 	for _, c := range workerCommands(doc) {
 		h := help(t, c[0])
 		if !h.exists {
-			if fromTools[c[0]] {
-				t.Logf("%s shows `worker %s`, which this binary does not have yet; its flags are not checked", where, strings.Join(c, " "))
-				continue
-			}
 			t.Errorf("%s shows `worker %s`: no such subcommand", where, strings.Join(c, " "))
 			continue
 		}
@@ -90,7 +85,7 @@ func checkCommands(t *testing.T, where, doc string) {
 			if name, ok := strings.CutPrefix(a, "--"); ok {
 				name, _, _ = strings.Cut(name, "=")
 				if _, ok := h.flags[name]; !ok {
-					t.Errorf("%s shows `worker %s`: --%s is not in `worker %s --help`%s", where, strings.Join(c, " "), name, c[0], toolsHint(name))
+					t.Errorf("%s shows `worker %s`: --%s is not in `worker %s --help`", where, strings.Join(c, " "), name, c[0])
 				}
 			}
 		}

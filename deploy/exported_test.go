@@ -102,8 +102,7 @@ func TestQueriedMetricsAreExported(t *testing.T) {
 	for name, want := range used {
 		have, ok := labelsOf(name)
 		if !ok {
-			base := strings.TrimSuffix(name, "_bucket")
-			t.Errorf("the dashboard or the alert rules query %s, which the worker does not export%s", name, toolsHint(base))
+			t.Errorf("the dashboard or the alert rules query %s, which the worker does not export", name)
 			continue
 		}
 		for l := range want {

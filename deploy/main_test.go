@@ -113,18 +113,6 @@ func help(t *testing.T, cmd string) commandHelp {
 	return h
 }
 
-// fromTools names the day-two tools still to be built, which the
-// operations guide already shows, so that a check that needs one says why
-// it fails in a binary without it.
-var fromTools = map[string]bool{"drain": true, "redrive": true, "replay": true}
-
-func toolsHint(name string) string {
-	if fromTools[name] {
-		return " (it is one of the day-two tools still to be built; this check passes once it is in the binary)"
-	}
-	return ""
-}
-
 // invocation is one way a deployment file runs the worker: its arguments
 // (the subcommand first, or run when they start with a flag) and the
 // environment it sets.
@@ -184,7 +172,7 @@ func checkAgainstHelp(t *testing.T, inv invocation) {
 	cmd, args := inv.subcommand()
 	h := help(t, cmd)
 	if !h.exists {
-		t.Errorf("%s runs `worker %s`, which this binary does not have%s", inv.where, cmd, toolsHint(cmd))
+		t.Errorf("%s runs `worker %s`, which this binary does not have", inv.where, cmd)
 		return
 	}
 	for _, a := range args {
@@ -193,7 +181,7 @@ func checkAgainstHelp(t *testing.T, inv invocation) {
 		}
 		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if _, ok := h.flags[name]; !ok {
-			t.Errorf("%s passes --%s, which `worker %s --help` does not list%s", inv.where, name, cmd, toolsHint(name))
+			t.Errorf("%s passes --%s, which `worker %s --help` does not list", inv.where, name, cmd)
 		}
 	}
 	for k := range inv.env {
@@ -201,8 +189,7 @@ func checkAgainstHelp(t *testing.T, inv invocation) {
 			continue
 		}
 		if _, ok := h.envs[k]; !ok {
-			name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "SQSWORKER_"), "_", "-"))
-			t.Errorf("%s sets %s, which `worker %s --help` does not list%s", inv.where, k, cmd, toolsHint(name))
+			t.Errorf("%s sets %s, which `worker %s --help` does not list", inv.where, k, cmd)
 		}
 	}
 }
