@@ -12,8 +12,9 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
-// idleBudgetPerMinute is the most SQS requests an idle worker may send a
-// minute: one long poll open, returning empty every wait time.
+// idleBudgetPerMinute is the most receive requests an idle worker may send
+// a minute: one long poll open, returning empty every wait time. The
+// queue-depth reads are counted beside it, on their own interval.
 const idleBudgetPerMinute = 4
 
 // idleCost runs idle-cost: the worker binary with its default flags
@@ -78,10 +79,13 @@ func (e *env) idleCost(ctx context.Context) error {
 	reqs := last.Value("sqsworker_sqs_requests_total") - first.Value("sqsworker_sqs_requests_total")
 	receives := last.Value("sqsworker_sqs_requests_total", "action", "ReceiveMessage") - first.Value("sqsworker_sqs_requests_total", "action", "ReceiveMessage")
 	perMinute := reqs / took.Minutes()
-	e.add(scenarioIdle, "SQS requests per minute, idle (sqsworker_sqs_requests_total)", perMinute, "req/min", atMost(idleBudgetPerMinute),
-		fmt.Sprintf("one long poll of %s returning empty: %.0f a minute", config.DefaultWaitTime, time.Minute.Seconds()/config.DefaultWaitTime.Seconds()),
-		time.Minute.Seconds()/config.DefaultWaitTime.Seconds(),
-		fmt.Sprintf("%.0f requests (%.0f receives) in %.1f s; %.0f polls open at the end; default flags (adaptive fetchers, wait time %s)",
-			reqs, receives, took.Seconds(), last.Value("sqsworker_receive_polls"), config.DefaultWaitTime))
+	floor := time.Minute.Seconds() / config.DefaultWaitTime.Seconds()
+	detail := fmt.Sprintf("%.0f requests (%.0f receives) in %.1f s; %.0f polls open at the end; default flags (adaptive fetchers, wait time %s, queue-depth reads every %s)",
+		reqs, receives, took.Seconds(), last.Value("sqsworker_receive_polls"), config.DefaultWaitTime, config.DefaultQueueStatsInterval)
+	e.add(scenarioIdle, "receive requests per minute, idle (sqsworker_sqs_requests_total, ReceiveMessage)", receives/took.Minutes(), "req/min", atMost(idleBudgetPerMinute),
+		fmt.Sprintf("one long poll of %s returning empty: %.0f a minute", config.DefaultWaitTime, floor), floor, detail)
+	e.add(scenarioIdle, "all SQS requests per minute, idle, with the queue-depth reads", perMinute, "req/min", nil,
+		fmt.Sprintf("%.0f receives + one GetQueueAttributes per queue every %s (--queue-stats-interval 0 turns them off)", floor, config.DefaultQueueStatsInterval),
+		floor+time.Minute.Seconds()/config.DefaultQueueStatsInterval.Seconds(), detail)
 	return nil
 }
