@@ -36,7 +36,7 @@ func TestSmoke(t *testing.T) {
 		// want is how many rows each scenario must report.
 		want map[string]int
 	}{
-		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 1,
+		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 2,
 			scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 4,
 			scenarioDrainThroughput: 2, scenarioDrainRSS: 2}},
 		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPeer, scenarioPickup},
