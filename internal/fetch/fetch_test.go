@@ -579,8 +579,7 @@ func TestFetcherAdaptsPolls(t *testing.T) {
 		if full.Load() {
 			return &sqs.ReceiveMessageOutput{Messages: sqsMessages("m", int(in.MaxNumberOfMessages))}, nil
 		}
-		time.Sleep(time.Millisecond) // a long poll that finds nothing
-		return &sqs.ReceiveMessageOutput{}, nil
+		return &sqs.ReceiveMessageOutput{}, nil // a long poll that finds nothing
 	}}
 	tf := newTestFetcher(t, Config{Fetchers: 0, MaxFetchers: 4, WaitTime: time.Second}, 1000, api)
 	tf.run(t)
