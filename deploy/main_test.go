@@ -32,7 +32,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	testkit.WrapTestMain(m, buildWorker, startServer)
+	testkit.WrapTestMain(m, buildWorker, testkit.StartServer(&server))
 }
 
 // buildWorker builds the worker the way the Dockerfile does (see
@@ -49,15 +49,6 @@ func buildWorker() (func(), error) {
 	// The binary the image would hold: the checks run against what an
 	// operator deploys.
 	return tearDown, buildImageBinary(ctx, workerBin)
-}
-
-func startServer() (func(), error) {
-	var err error
-	server, err = sqstest.Start()
-	if err != nil {
-		return nil, err
-	}
-	return server.Stop, nil
 }
 
 func readFile(t *testing.T, path string) []byte {

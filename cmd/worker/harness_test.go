@@ -24,13 +24,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	testkit.WrapTestMain(m, buildWorker, func() (func(), error) {
-		var err error
-		if server, err = sqstest.Start(); err != nil {
-			return nil, err
-		}
-		return server.Stop, nil
-	})
+	testkit.WrapTestMain(m, buildWorker, testkit.StartServer(&server))
 }
 
 // buildWorker builds the worker binary with -race into a temporary

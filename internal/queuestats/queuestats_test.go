@@ -16,13 +16,7 @@ import (
 var server *sqstest.Server
 
 func TestMain(m *testing.M) {
-	testkit.WrapTestMain(m, func() (func(), error) {
-		var err error
-		if server, err = sqstest.Start(); err != nil {
-			return nil, err
-		}
-		return server.Stop, nil
-	})
+	testkit.WrapTestMain(m, testkit.StartServer(&server))
 }
 
 func newPoller(t *testing.T, cfg Config) (*Poller, *metrics.Metrics) {

@@ -76,3 +76,16 @@ func (c *Clock) Add(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// StartServer is a WrapTestMain set-up that starts the local SQS server
+// for the whole test binary and stores it in *dst.
+func StartServer(dst **sqstest.Server) func() (func(), error) {
+	return func() (func(), error) {
+		s, err := sqstest.Start()
+		if err != nil {
+			return nil, err
+		}
+		*dst = s
+		return s.Stop, nil
+	}
+}

@@ -18,13 +18,7 @@ import (
 var server *sqstest.Server
 
 func TestMain(m *testing.M) {
-	testkit.WrapTestMain(m, func() (func(), error) {
-		var err error
-		if server, err = sqstest.Start(); err != nil {
-			return nil, err
-		}
-		return server.Stop, nil
-	})
+	testkit.WrapTestMain(m, testkit.StartServer(&server))
 }
 
 func createQueue(t *testing.T, prefix string, opts sqstest.QueueOptions) sqstest.Queue {

@@ -21,12 +21,8 @@ import (
 var server *sqstest.Server
 
 func TestMain(m *testing.M) {
-	testkit.WrapTestMain(m, func() (func(), error) {
-		var err error
-		if server, err = sqstest.Start(); err != nil {
-			return nil, err
-		}
-		return server.Stop, server.Setenv()
+	testkit.WrapTestMain(m, testkit.StartServer(&server), func() (func(), error) {
+		return nil, server.Setenv()
 	})
 }
 
