@@ -11,10 +11,7 @@ import (
 // At the base GOGC a small live heap (a few MiB at concurrency 200) is
 // collected every few MiB allocated, and each collection scans every
 // goroutine's stack (hundreds: handlers, HTTP connections, polls): a
-// third of the worker's CPU went to the collector. Under load the goal at
-// the base is above the floor already (with 1,000 messages in flight the
-// goroutine stacks alone are 17 MiB), so the footprint there does not
-// grow.
+// third of the worker's CPU went to the collector.
 const gcHeapFloor = 18 << 20
 
 // handlerStackBytes is what one handler slot costs in goroutine stacks
@@ -22,11 +19,19 @@ const gcHeapFloor = 18 << 20
 // 6 KiB each.
 const handlerStackBytes = 3 * 6 << 10
 
-// baseGCPercent is the GOGC the binary runs at once its heap is above
-// the floor: the live heap is small (leases, buffers of in-flight
-// requests) and a worker runs beside the application it serves, so it
-// collects at 1.5× it rather than 2×.
+// baseGCPercent is the GOGC every subcommand starts at: the live heap is
+// small (leases, buffers of requests in flight) and a worker runs beside
+// the application it serves, so it collects at 1.5× it rather than 2×.
 const baseGCPercent = 50
+
+// loadedGCPercent is the GOGC `worker run` collects at once the floor is
+// not enough: many handlers in flight. The runtime counts goroutine
+// stacks in the goal, and there they are as large as the heap (1,000 in
+// flight: 17 MiB of each), so at the base GOGC half of the stacks again
+// would be headroom. At 25 the footprint with 1,000 in flight is about
+// 4 MiB smaller, for more frequent collections of a heap that is mostly
+// live.
+const loadedGCPercent = 25
 
 // maxGCPercent bounds the GOGC tuneGC sets for a nearly empty heap.
 const maxGCPercent = 500
@@ -38,7 +43,7 @@ const gcTunePeriod = 20 * time.Millisecond
 
 // tuneGC keeps the heap goal at no less than floor until stop is called:
 // every gcTunePeriod it sets GOGC to what makes the goal floor, or to
-// baseGCPercent when the goal at that is higher. It counts the stacks as at least
+// loadedGCPercent when the goal at that is higher. It counts the stacks as at least
 // minRoots, what the worker's handlers will need once they all run, so
 // that a burst of them does not find a goal set for an idle worker. GOGC
 // set in the environment wins: then it does nothing.
@@ -54,7 +59,7 @@ func tuneGC(floor, minRoots uint64) (stop func()) {
 		defer close(exited)
 		t := time.NewTicker(gcTunePeriod)
 		defer t.Stop()
-		percent := baseGCPercent
+		percent := -1
 		for {
 			select {
 			case <-done:
@@ -82,17 +87,17 @@ func tuneGC(floor, minRoots uint64) (stop func()) {
 }
 
 // gcPercentFor is the GOGC whose heap goal is floor, never below
-// baseGCPercent and at most maxGCPercent, rounded down to a multiple of 50 so that small
-// changes change nothing. The runtime's goal is live + (live + roots) ×
+// loadedGCPercent and at most maxGCPercent, rounded down to a multiple of
+// 25 so that small changes change nothing. The runtime's goal is live + (live + roots) ×
 // GOGC/100, where roots are the goroutine stacks and the globals.
 func gcPercentFor(live, roots, floor uint64) int {
 	if live >= floor {
-		return baseGCPercent
+		return loadedGCPercent
 	}
 	base := live + roots
 	if base == 0 {
 		return maxGCPercent
 	}
 	p := int((floor - live) * 100 / base)
-	return min(max(baseGCPercent, p/50*50), maxGCPercent)
+	return min(max(loadedGCPercent, p/25*25), maxGCPercent)
 }
