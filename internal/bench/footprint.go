@@ -12,7 +12,7 @@ import (
 
 // footprintBudgetMiB is the most resident memory the worker binary may
 // take beside the application it serves, with 1,000 messages in flight.
-const footprintBudgetMiB = 64
+const footprintBudgetMiB = 62
 
 // footprint measures the worker binary's footprint with 1,000 messages of 1 KiB
 // in flight: the HTTP handler holds each for FootprintHold.

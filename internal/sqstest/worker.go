@@ -12,11 +12,19 @@ import (
 // WorkerPackage is the worker binary's import path, for BuildWorker.
 const WorkerPackage = "github.com/sqsworker/sqsworker/cmd/worker"
 
-// BuildWorker builds the worker binary to path with go build, passing
-// flags ("-race") before -o. It runs from the working directory, which must
-// be inside this module.
+// WorkerTags are the build tags the worker binary is built with, here, by
+// the Makefile and by the Dockerfile. grpcnotrace: the OTLP exporter links
+// gRPC (its protobuf package carries the gRPC service too), and gRPC's
+// request tracing pulls in html/template, whose use of reflection makes
+// the linker keep every exported method of every type: without the tag
+// the binary is a third larger, and so is what it maps resident.
+const WorkerTags = "grpcnotrace"
+
+// BuildWorker builds the worker binary to path with go build and
+// WorkerTags, passing flags ("-race") before -o. It runs from the working
+// directory, which must be inside this module.
 func BuildWorker(ctx context.Context, path string, flags ...string) error {
-	return Build(ctx, WorkerPackage, path, flags...)
+	return Build(ctx, WorkerPackage, path, append([]string{"-tags=" + WorkerTags}, flags...)...)
 }
 
 // Build builds the command pkg (an import path in this module) to path
