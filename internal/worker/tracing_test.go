@@ -20,7 +20,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/config"
@@ -123,19 +122,20 @@ func TestTraceContextReachesHandlers(t *testing.T) {
 				log := &receivedLog{got: map[string]received{}}
 				base, poll := traceRecordingHandler(t, kind, log)
 				exp := tracetest.NewInMemoryExporter()
-				var tp trace.TracerProvider = noop.NewTracerProvider()
-				if exporting {
-					sdk := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-					defer func() { _ = sdk.Shutdown(context.Background()) }()
-					tp = sdk
-				}
 				cfg := config.Default()
 				cfg.QueueURL, cfg.WaitTime, cfg.Concurrency = q.URL, time.Second, 2
 				cfg.EndpointURL, cfg.MetricsAddr = server.Endpoint, "127.0.0.1:0"
 				if err := cfg.Validate(); err != nil {
 					t.Fatal(err)
 				}
-				r := startWith(t, cfg, tracing.Wrap(base, tp), WithAPIWrapper(withXRayHeaders))
+				// Without export the binary runs the handler unwrapped.
+				h := base
+				if exporting {
+					sdk := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+					defer func() { _ = sdk.Shutdown(context.Background()) }()
+					h = tracing.Wrap(base, sdk)
+				}
+				r := startWith(t, cfg, h, WithAPIWrapper(withXRayHeaders))
 				testkit.Eventually(t, time.Minute, "both messages handled and deleted", func() bool {
 					poll()
 					return len(log.snapshot()) == 2 && testkit.Value(r.w.Metrics().MessagesDeleted) == 2
