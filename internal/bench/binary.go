@@ -102,6 +102,8 @@ type binaryRun struct {
 	// allocBytes and allocs are the worker's heap allocations over took
 	// (go_memstats_alloc_bytes_total, go_memstats_mallocs_total).
 	allocBytes, allocs float64
+	// machine is the whole machine's CPU over took.
+	machine machineTicks
 }
 
 // perMsg is seconds per message in µs.
@@ -127,6 +129,7 @@ func (e *env) runBinary(ctx context.Context, queueURL string, n int, hold time.D
 		return r, errors.Join(err, p.stop(e.opts.WaitTime+time.Minute))
 	}
 	t0 := time.Now()
+	m0 := readMachineTicks()
 	w0, err1 := cpuSeconds(p.PID())
 	h0, err2 := cpuSeconds(h.PID())
 	err = errors.Join(err1, err2)
@@ -146,6 +149,7 @@ func (e *env) runBinary(ctx context.Context, queueURL string, n int, hold time.D
 	r.peaks = peaks()
 	if err == nil {
 		var w1, h1 float64
+		r.machine = readMachineTicks().sub(m0)
 		w1, err1 = cpuSeconds(p.PID())
 		h1, err2 = cpuSeconds(h.PID())
 		r.workerCPU, r.handlerCPU = w1-w0, h1-h0
@@ -286,6 +290,53 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, err
 	}
 	return (utime + stime) / 100, nil
+}
+
+// machineTicks is CPU time of all the machine's CPUs from /proc/stat, in
+// USER_HZ ticks: busy (everything but idle and iowait) and in all.
+type machineTicks struct{ busy, total float64 }
+
+// readMachineTicks reads the first line of /proc/stat; where it cannot,
+// it is zero and busyShare says 0.
+func readMachineTicks() machineTicks {
+	var t machineTicks
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return t
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return t
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return machineTicks{}
+		}
+		t.total += v
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += v
+		}
+	}
+	return t
+}
+
+func (t machineTicks) sub(u machineTicks) machineTicks {
+	return machineTicks{t.busy - u.busy, t.total - u.total}
+}
+
+func (t machineTicks) add(u machineTicks) machineTicks {
+	return machineTicks{t.busy + u.busy, t.total + u.total}
+}
+
+// busyShare is the share of the machine's CPU time that was busy: its
+// own and everything else's (server, proxy, handler).
+func (t machineTicks) busyShare() float64 {
+	if t.total <= 0 {
+		return 0
+	}
+	return t.busy / t.total
 }
 
 // peakRSS is the process's VmHWM from /proc/PID/status, in MiB.

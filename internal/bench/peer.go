@@ -40,9 +40,10 @@ type consumer struct {
 	run  func(ctx context.Context, queueURL string, n int) (rawResult, error)
 	// bound is the rate its own design allows at the run's round trip
 	// (0: none worth saying).
-	bound float64
-	took  time.Duration
-	cpu   float64
+	bound   float64
+	took    time.Duration
+	cpu     float64
+	machine machineTicks
 }
 
 // peerThroughput runs peer-throughput: the worker binary with default
@@ -97,6 +98,7 @@ func (e *env) peerThroughput(ctx context.Context) error {
 			}
 			c.took += res.took
 			c.cpu += res.cpu
+			c.machine = c.machine.add(res.machine)
 		}
 	}
 	rate := func(c *consumer) float64 { return float64(m*peerRounds) / c.took.Seconds() }
@@ -107,7 +109,7 @@ func (e *env) peerThroughput(ctx context.Context) error {
 	describe := func(cs []*consumer) string {
 		s := ""
 		for _, c := range cs {
-			s += fmt.Sprintf("%s %s, %.0f µs/msg", c.name, format(rate(c), "msg/s"), perMsg(c.cpu, m*peerRounds))
+			s += fmt.Sprintf("%s %s, %.0f µs/msg, machine CPUs %.0f%% busy", c.name, format(rate(c), "msg/s"), perMsg(c.cpu, m*peerRounds), 100*c.machine.busyShare())
 			if c.bound > 0 {
 				s += fmt.Sprintf(" (its own bound %s)", format(c.bound, "msg/s"))
 			}
@@ -120,7 +122,9 @@ func (e *env) peerThroughput(ctx context.Context) error {
 	e.note("%s's concurrency-bound limit is the in-flight limit (concurrency + prefetch) ÷ one receive round trip (median of unloaded empty receives): "+
 		"a message holds its room from the receive that asks for it until its handler is done, and deletes are sent by as many concurrent calls as there are polls. "+
 		"The local server (fauxqs, single-threaded, sharing the CPUs with everything measured) may allow less: its ceiling is the best rate of any in-process consumer, "+
-		"among them a raw SDK loop with twice the worker's most polls. The worker's CPU µs/msg is its own process's; the peers' is sqsbench's process's%s.",
+		"among them a raw SDK loop with twice the worker's most polls. The worker's CPU µs/msg is its own process's; the peers' is sqsbench's process's%s. "+
+		"Machine CPUs busy is the share of all CPUs' time (/proc/stat) that was busy over a consumer's measured span, the server, proxy and handler included: "+
+		"near 100%% the machine, not the consumer's design, is what holds the rate.",
 		scenarioPeer, map[bool]string{true: ", which also runs the latency proxy", false: ""}[e.opts.RTT > 0])
 	// The goals are for real round trips: locally every consumer is bound
 	// by the CPUs it shares with the server, and only the worker pays an
@@ -132,7 +136,8 @@ func (e *env) peerThroughput(ctx context.Context) error {
 	e.add(scenarioPeer, "worker msg/s ÷ min(concurrency-bound limit, server ceiling)", rate(worker)/target, "ratio", ceilingGoal,
 		fmt.Sprintf("concurrency-bound limit %d ÷ %.1f ms = %s; server ceiling %s; worker %s",
 			inFlight, ms(rtt), format(limit, "msg/s"), format(ceiling, "msg/s"), format(rate(worker), "msg/s")),
-		target, fmt.Sprintf("worker %.0f µs/msg (its own process); %s%s", perMsg(worker.cpu, m*peerRounds), describe([]*consumer{probe}), setting))
+		target, fmt.Sprintf("worker %.0f µs/msg (its own process), machine CPUs %.0f%% busy; %s%s",
+			perMsg(worker.cpu, m*peerRounds), 100*worker.machine.busyShare(), describe([]*consumer{probe}), setting))
 	e.add(scenarioPeer, "worker msg/s ÷ best in-process peer", rate(worker)/rate(best), "ratio", peerGoal,
 		fmt.Sprintf("best peer: %s %s", best.name, format(rate(best), "msg/s")), rate(best),
 		describe(peers)+setting)
@@ -142,7 +147,7 @@ func (e *env) peerThroughput(ctx context.Context) error {
 // peerWorker runs the worker binary as peer-throughput's worker.
 func (e *env) peerWorker(ctx context.Context, queueURL string, n int) (rawResult, error) {
 	run, err := e.runBinary(ctx, queueURL, n, 0, nil, "--concurrency", fmt.Sprint(peerConcurrency))
-	return rawResult{took: run.took, cpu: run.workerCPU}, err
+	return rawResult{took: run.took, cpu: run.workerCPU, machine: run.machine}, err
 }
 
 // receiveRoundTrip is the median of a few receives from an empty queue
@@ -175,6 +180,7 @@ func (e *env) goCloudLoop(ctx context.Context, url string, receivers, n int) (ra
 	if err != nil {
 		return rawResult{}, err
 	}
+	m0 := readMachineTicks()
 	start := time.Now()
 	sub := awssnssqs.OpenSubscriptionV2(ctx, client, url, &awssnssqs.SubscriptionOptions{Raw: true, WaitTime: e.opts.WaitTime})
 	rctx, cancel := context.WithCancel(ctx)
@@ -211,5 +217,5 @@ func (e *env) goCloudLoop(ctx context.Context, url string, receivers, n int) (ra
 	}
 	took := time.Since(start)
 	cpu1, cerr := cpuSeconds(os.Getpid())
-	return rawResult{took: took, cpu: cpu1 - cpu0}, errors.Join(err, cerr)
+	return rawResult{took: took, cpu: cpu1 - cpu0, machine: readMachineTicks().sub(m0)}, errors.Join(err, cerr)
 }

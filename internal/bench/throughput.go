@@ -194,6 +194,7 @@ type rawResult struct {
 	took     time.Duration // from start to the n-th confirmed delete
 	requests float64       // requests sent in all
 	cpu      float64       // this process's CPU seconds over took
+	machine  machineTicks  // the whole machine's CPU over took
 }
 
 // rawLoop is the baseline: goroutines each receive up to ten with a long
@@ -209,6 +210,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	var deleted, requests atomic.Int64
 	var end time.Time
 	var cpu1 float64
+	var m1 machineTicks
 	var once sync.Once
 	errc := make(chan error, goroutines)
 	var wg sync.WaitGroup
@@ -216,6 +218,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	if err != nil {
 		return rawResult{}, err
 	}
+	m0 := readMachineTicks()
 	start := time.Now()
 	for range goroutines {
 		wg.Add(1)
@@ -249,6 +252,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 					once.Do(func() {
 						end = time.Now()
 						cpu1, _ = cpuSeconds(os.Getpid())
+						m1 = readMachineTicks()
 						cancel()
 					})
 				}
@@ -263,7 +267,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	if err := ctx.Err(); err != nil {
 		return rawResult{}, err
 	}
-	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0}, nil
+	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0, machine: m1.sub(m0)}, nil
 }
 
 // indexBodies returns n bodies, each its own index.
