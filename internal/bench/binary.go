@@ -309,7 +309,9 @@ func readMachineTicks() machineTicks {
 	if len(fields) < 6 || fields[0] != "cpu" {
 		return t
 	}
-	for i, f := range fields[1:] {
+	// user nice system idle iowait irq softirq steal; guest time, after
+	// them, is counted in user already.
+	for i, f := range fields[1:min(len(fields), 9)] {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil {
 			return machineTicks{}
