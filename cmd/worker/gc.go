@@ -2,9 +2,10 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
+	"sync"
 )
 
 // gcHeapFloor is the heap `worker run` lets grow to before it collects.
@@ -36,54 +37,69 @@ const loadedGCPercent = 25
 // maxGCPercent bounds the GOGC tuneGC sets for a nearly empty heap.
 const maxGCPercent = 500
 
-// gcTunePeriod is how often tuneGC looks again: the live heap changes at
-// collections, the stacks whenever goroutines come and go (a burst of
-// handlers must not find the goal set for the few there were before).
-const gcTunePeriod = 20 * time.Millisecond
-
 // tuneGC keeps the heap goal at no less than floor until stop is called:
-// every gcTunePeriod it sets GOGC to what makes the goal floor, or to
-// loadedGCPercent when the goal at that is higher. It counts the stacks as at least
-// minRoots, what the worker's handlers will need once they all run, so
-// that a burst of them does not find a goal set for an idle worker. GOGC
-// set in the environment wins: then it does nothing.
+// after every collection (when the live heap it is computed from changes)
+// it sets GOGC to what makes the goal floor, or to loadedGCPercent when
+// the goal at that is higher. It counts the stacks as at least minRoots,
+// what the worker's handlers will need once they all run, so that a burst
+// of them does not find a goal set for an idle worker. It runs only when
+// the collector has: an idle worker, which allocates almost nothing,
+// spends nothing on it. GOGC set in the environment wins: then it does
+// nothing.
 func tuneGC(floor, minRoots uint64) (stop func()) {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return func() {}
 	}
-	samples := []metrics.Sample{
+	t := &gcTuner{floor: floor, minRoots: minRoots, percent: -1, samples: []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/gc/scan/globals:bytes"},
-	}
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(gcTunePeriod)
-		defer t.Stop()
-		percent := -1
-		for {
-			select {
-			case <-done:
-				debug.SetGCPercent(baseGCPercent)
-				return
-			case <-t.C:
-			}
-			metrics.Read(samples)
-			var v [3]uint64
-			for i, s := range samples {
-				if s.Value.Kind() == metrics.KindUint64 {
-					v[i] = s.Value.Uint64()
-				}
-			}
-			if p := gcPercentFor(v[0], max(v[1]+v[2], minRoots), floor); p != percent {
-				debug.SetGCPercent(p)
-				percent = p
-			}
-		}
-	}()
+	}}
+	t.mu.Lock()
+	t.tune()
+	t.mu.Unlock()
 	return func() {
-		close(done)
-		<-exited
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.stopped = true
+		debug.SetGCPercent(baseGCPercent)
 	}
+}
+
+// gcTuner is tuneGC's state between collections.
+type gcTuner struct {
+	floor, minRoots uint64
+	mu              sync.Mutex // held by tune and by stop
+	samples         []metrics.Sample
+	percent         int
+	stopped         bool
+}
+
+// gcCycle is allocated for one collection to reclaim: its cleanup is the
+// tuner's next turn. It holds a pointer so that it is not packed with
+// other small objects, whose lives would be its own.
+type gcCycle struct{ _ *byte }
+
+// tune sets GOGC from the last collection's figures and asks to run again
+// after the next one. t.mu is held.
+func (t *gcTuner) tune() {
+	if t.stopped {
+		return
+	}
+	metrics.Read(t.samples)
+	var v [3]uint64
+	for i, s := range t.samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
+	}
+	if p := gcPercentFor(v[0], max(v[1]+v[2], t.minRoots), t.floor); p != t.percent {
+		debug.SetGCPercent(p)
+		t.percent = p
+	}
+	runtime.AddCleanup(&gcCycle{}, func(t *gcTuner) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.tune()
+	}, t)
 }
 
 // gcPercentFor is the GOGC whose heap goal is floor, never below

@@ -1,6 +1,15 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"github.com/sqsworker/sqsworker/internal/testkit"
+)
 
 func TestGCPercentFor(t *testing.T) {
 	t.Parallel()
@@ -25,5 +34,42 @@ func TestGCPercentFor(t *testing.T) {
 				t.Errorf("gcPercentFor(live %d KiB, roots %d KiB) = %d, want %d", tt.live>>10, tt.roots>>10, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTuneGCAfterCollections: the tuner sets GOGC at start and again
+// after the collections that find the live heap changed, and once stopped
+// leaves the base for good.
+func TestTuneGCAfterCollections(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: tuneGC leaves it alone")
+	}
+	gogc := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(baseGCPercent))
+	runtime.GC()
+	stop := tuneGC(64<<20, 0)
+	if got := gogc(); got != maxGCPercent {
+		t.Errorf("GOGC at start, a small heap and a floor of 64 MiB = %d, want %d", got, maxGCPercent)
+	}
+	live := make([]byte, 56<<20) // the heap near the floor: the least
+	testkit.Eventually(t, 10*time.Second, "GOGC lowered after a collection", func() bool {
+		runtime.GC()
+		return gogc() == loadedGCPercent
+	})
+	runtime.KeepAlive(live)
+	stop()
+	if got := gogc(); got != baseGCPercent {
+		t.Errorf("GOGC after stop = %d, want %d", got, baseGCPercent)
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	time.Sleep(50 * time.Millisecond) // cleanups run on a goroutine of their own
+	if got := gogc(); got != baseGCPercent {
+		t.Errorf("GOGC after stop and collections of a small heap = %d, want %d: the tuner still runs", got, baseGCPercent)
 	}
 }
