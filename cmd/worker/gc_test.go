@@ -73,7 +73,19 @@ func TestTuneGCAfterCollections(t *testing.T) {
 	for range 3 {
 		runtime.GC() // the 62 MiB are garbage now: a tuner would raise GOGC
 	}
-	time.Sleep(50 * time.Millisecond) // cleanups run on a goroutine of their own
+	// Cleanups run on goroutines of their own: wait for one queued after
+	// any the tuner could have left.
+	ran := make(chan struct{})
+	runtime.AddCleanup(&gcCycle{}, func(ch chan struct{}) { close(ch) }, ran)
+	testkit.Eventually(t, 10*time.Second, "a cleanup queued after the collections", func() bool {
+		runtime.GC()
+		select {
+		case <-ran:
+			return true
+		default:
+			return false
+		}
+	})
 	if got := gogc(); got != someoneElses {
 		t.Errorf("GOGC after stop and collections = %d, want %d as set: the tuner still runs", got, someoneElses)
 	}
