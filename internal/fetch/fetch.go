@@ -70,6 +70,15 @@ type Config struct {
 	// ErrorBackoffMin and ErrorBackoffMax bound the wait after a failed
 	// receive. Default to DefaultErrorBackoffMin and DefaultErrorBackoffMax.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
+	// Gate, when set, holds receives back while the handler's downstream
+	// is failing (or not ready yet): what is received then could only be
+	// held, and every receive counts toward the dead-letter queue.
+	Gate Gate
+}
+
+// Gate says when a receive may start.
+type Gate interface {
+	WaitReceive(ctx context.Context) error
 }
 
 // ErrQueueMissing is Err's cause when the queue does not exist.
@@ -274,6 +283,9 @@ func (f *Fetcher) Err() error {
 func (f *Fetcher) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
+		if f.cfg.Gate != nil && f.cfg.Gate.WaitReceive(ctx) != nil {
+			return nil
+		}
 		want, done := f.take(sqsapi.MaxBatchEntries)
 		if done {
 			f.exhaustOnce.Do(func() { close(f.exhausted) })

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/backoff"
+	"github.com/sqsworker/sqsworker/internal/downstream"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
@@ -66,6 +67,23 @@ type Config struct {
 	// cancelled before it releases their messages without them. Defaults
 	// to DefaultCancelGrace.
 	CancelGrace time.Duration
+	// Gate, when set, decides when each handler may start and whether a
+	// message that failed for the downstream's reasons is held (and run
+	// again once the downstream recovers) rather than handed back to SQS.
+	Gate Gate
+	// DeadLetter, when set, takes the messages a handler marked as never
+	// able to succeed; they are deleted from the queue once it has them.
+	DeadLetter DeadLetterer
+}
+
+// Gate is what the pool needs from the downstream guard.
+type Gate interface {
+	Acquire(ctx context.Context, stop <-chan struct{}) (*downstream.Permit, error)
+}
+
+// DeadLetterer sends a message to the queue's dead-letter queue.
+type DeadLetterer interface {
+	Send(ctx context.Context, msg *message.Message, reason string) error
 }
 
 // Defaults for Config.
@@ -276,7 +294,11 @@ func (p *Pool) release(ctx context.Context, msgs []*message.Message) {
 }
 
 // process runs the handler on one message and settles it; it reports
-// whether the handler succeeded.
+// whether the handler succeeded. A failure the downstream is to blame for
+// does not go back to SQS while the downstream is failing (each receive
+// counts toward the dead-letter queue): the message is held, its lease
+// kept alive, and run again when the gate lets it; one such failure while
+// the downstream is healthy is retried here a few times before it is.
 func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	if p.draining.Load() {
 		p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
@@ -288,28 +310,135 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 		p.lost(msg, "lease lost while the message waited for a handler")
 		return false
 	}
+	for retries := 0; ; retries++ {
+		permit, err := p.acquire(ctx)
+		if err != nil {
+			p.notStarted(workCtx, ctx, msg)
+			return false
+		}
+		err, took, returned := p.attempt(workCtx, ctx, msg)
+		kind := p.classify(workCtx, ctx, err)
+		hold := false
+		if permit != nil {
+			hold = permit.Done(kind)
+		}
+		if !returned {
+			// It ignored its cancellation and its message was settled
+			// without it; until now its slot stayed busy, so concurrency
+			// still bounded what ran.
+			p.metrics.HandlersHung.Dec()
+			return false
+		}
+		if kind.Downstream() && p.leases.Alive(msg) {
+			if hold {
+				if ce := p.log.Check(zap.DebugLevel, "downstream failing; holding the message"); ce != nil {
+					ce.Write(zap.String("message_id", msg.ID), zap.Error(err))
+				}
+				continue
+			}
+			if d, ok := p.localRetry(retries, err); ok {
+				if !p.sleep(ctx, d) {
+					p.notStarted(workCtx, ctx, msg)
+					return false
+				}
+				continue
+			}
+		}
+		p.leases.ObserveDuration(took)
+		return p.settle(workCtx, ctx, msg, err)
+	}
+}
+
+// Local retries of a message whose call failed for the downstream's
+// reasons while the breaker still holds the downstream as healthy.
+const (
+	localRetries      = 3
+	localRetryBackoff = 100 * time.Millisecond
+	maxLocalRetryWait = 5 * time.Second
+)
+
+// localRetry says whether to run the message again here, and after how
+// long: a delay the downstream asked for, else a short doubling backoff.
+func (p *Pool) localRetry(retries int, err error) (time.Duration, bool) {
+	if p.cfg.Gate == nil || retries >= localRetries {
+		return 0, false
+	}
+	d, asked := handler.RetryAfter(err)
+	if !asked {
+		d = backoff.Jitter(localRetryBackoff << retries)
+	}
+	return d, d <= maxLocalRetryWait
+}
+
+func (p *Pool) acquire(ctx context.Context) (*downstream.Permit, error) {
+	if p.cfg.Gate == nil {
+		return nil, nil
+	}
+	return p.cfg.Gate.Acquire(ctx, p.drain)
+}
+
+// sleep waits d, or returns false when the pool drains or ctx ends first.
+func (p *Pool) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.drain:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// notStarted settles a message the gate or a local retry held when the
+// wait was cut short: released on a stop (it counts as released, not
+// failed), lost when its lease was lost (it exceeded the maximum
+// processing time while held, or its receipt handle went stale).
+func (p *Pool) notStarted(workCtx, ctx context.Context, msg *message.Message) {
+	if !p.leases.Alive(msg) {
+		p.lost(msg, "lease lost while the message was held for the downstream")
+		return
+	}
+	p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
+}
+
+// attempt runs the handler once under msg's context, with the handler
+// timeout. returned is false when the handler ignored its cancellation and
+// its watch settled the message without it.
+func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (err error, took time.Duration, returned bool) {
+	ctx := msgCtx
 	if p.cfg.HandlerTimeout > 0 {
 		var cancelTimeout context.CancelFunc
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, p.cfg.HandlerTimeout, errHandlerTimeout)
 		defer cancelTimeout()
 	}
-
 	p.metrics.HandlersRunning.Inc()
 	start := time.Now()
 	w := p.watch(workCtx, ctx, msg)
-	err := p.call(ctx, msg)
-	took := time.Since(start)
+	err = p.call(ctx, msg)
+	took = time.Since(start)
 	p.metrics.HandlersRunning.Dec()
 	p.metrics.HandlerDuration.Observe(took.Seconds())
-	if !p.returned(w) {
-		// It ignored its cancellation and its message was settled without
-		// it; until now its slot stayed busy, so concurrency still bounded
-		// what ran.
-		p.metrics.HandlersHung.Dec()
-		return false
+	if err != nil && errors.Is(context.Cause(ctx), errHandlerTimeout) {
+		err = fmt.Errorf("%w: %w", errHandlerTimeout, err)
 	}
-	p.leases.ObserveDuration(took)
-	return p.settle(workCtx, ctx, msg, err)
+	return err, took, p.returned(w)
+}
+
+// classify is what a call says about the downstream: nothing when the
+// worker cancelled it itself. A handler that overran --handler-timeout
+// failed on its message; a handler's own timeouts (the http handler's)
+// say the downstream did not answer.
+func (p *Pool) classify(workCtx, ctx context.Context, err error) downstream.Kind {
+	switch {
+	case err == nil:
+		return downstream.Succeeded
+	case workCtx.Err() != nil || ctx.Err() != nil:
+		return downstream.Ignored
+	case errors.Is(err, errHandlerTimeout):
+		return downstream.MessageFailed
+	}
+	return downstream.Classify(err)
 }
 
 // settle ends msg's lease by its handler's result: delete on success,
@@ -336,11 +465,15 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 		return false
 	}
 
+	if reason, ok := handler.DeadLetterReason(err); ok && p.deadLetter(bg, msg, reason) {
+		return false
+	}
+
 	outcome := metrics.OutcomeFailure
 	switch {
 	case errors.Is(err, errPanic):
 		outcome = metrics.OutcomePanic
-	case errors.Is(context.Cause(ctx), errHandlerTimeout):
+	case errors.Is(err, errHandlerTimeout):
 		outcome = metrics.OutcomeTimeout
 	}
 	delay, asked := handler.RetryAfter(err)
@@ -367,6 +500,35 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 	defer cancelRetry()
 	p.leases.Retry(rctx, msg, max(delay, 0))
 	return false
+}
+
+// deadLetter sends msg to the dead-letter queue, then deletes it from the
+// queue; it reports whether it did. Without a dead-letter queue, or when
+// the send fails, the message is retried as any failure is.
+func (p *Pool) deadLetter(ctx context.Context, msg *message.Message, reason string) bool {
+	// The reason, not the error: a handler's error may quote the message.
+	fields := []zap.Field{zap.String("message_id", msg.ID), zap.String("reason", reason)}
+	if p.cfg.DeadLetter == nil {
+		p.log.Warn("handler asked to dead-letter the message, but the queue has no dead-letter queue; retrying it instead", fields...)
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.ChangeTimeout)
+	defer cancel()
+	if serr := p.cfg.DeadLetter.Send(sctx, msg, reason); serr != nil {
+		p.log.Warn("could not send the message to the dead-letter queue; retrying it instead", append(fields, zap.NamedError("send_error", serr))...)
+		return false
+	}
+	// Sent: from here the copy is the message. Delete the original; if
+	// its lease is gone already SQS hands it out again and it is sent
+	// once more, never lost.
+	if !p.leases.Alive(msg) || p.acker.Delete(ctx, msg) != nil {
+		p.lost(msg, "sent to the dead-letter queue, but its lease was lost before the delete")
+		return true
+	}
+	p.leases.Handled(msg)
+	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeDeadLettered).Inc()
+	p.log.Info("handler said the message can never succeed; sent it to the dead-letter queue", fields...)
+	return true
 }
 
 func (p *Pool) lost(msg *message.Message, why string) {
