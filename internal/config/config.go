@@ -208,14 +208,14 @@ func Default() Config {
 			BreakerWindow: downstream.DefaultWindow, BreakerMaxProbeInterval: downstream.DefaultMaxProbeInterval,
 			AdaptiveConcurrency: true, MaxRateBurst: 1,
 		},
-		Handler:             DefaultHandler,
-		HTTPTimeout:         DefaultHTTPTimeout,
-		ExecOutputLimit:     DefaultExecOutputLimit,
-		MetricsAddr:         DefaultMetricsAddr,
-		QueueStatsInterval:  DefaultQueueStatsInterval,
-		ShutdownTimeout:     DefaultShutdownTimeout,
-		LogLevel:            DefaultLogLevel,
-		LogFormat:           DefaultLogFormat,
+		Handler:            DefaultHandler,
+		HTTPTimeout:        DefaultHTTPTimeout,
+		ExecOutputLimit:    DefaultExecOutputLimit,
+		MetricsAddr:        DefaultMetricsAddr,
+		QueueStatsInterval: DefaultQueueStatsInterval,
+		ShutdownTimeout:    DefaultShutdownTimeout,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
 	}
 }
 
