@@ -475,7 +475,9 @@ func (g *Guard) adjustLocked(k Kind, start, now time.Time, took time.Duration) {
 		g.ssthresh, g.lastCut = g.limit, now
 	case k == Succeeded, k == MessageFailed:
 		secs := took.Seconds()
-		stable := g.latency == 0 || secs <= 2*g.latency
+		// Stable: within twice the usual latency (and 5ms, for calls so
+		// quick that scheduling noise dwarfs them).
+		stable := g.latency == 0 || secs <= max(2*g.latency, g.latency+0.005)
 		g.latency = ewma(g.latency, secs)
 		if !stable {
 			return

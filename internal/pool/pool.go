@@ -313,10 +313,10 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 	for retries := 0; ; retries++ {
 		permit, err := p.acquire(ctx)
 		if err != nil {
-			p.notStarted(workCtx, ctx, msg)
+			p.notStarted(workCtx, msg)
 			return false
 		}
-		err, took, returned := p.attempt(workCtx, ctx, msg)
+		took, returned, err := p.attempt(workCtx, ctx, msg)
 		kind := p.classify(workCtx, ctx, err)
 		hold := false
 		if permit != nil {
@@ -338,7 +338,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 			}
 			if d, ok := p.localRetry(retries, err); ok {
 				if !p.sleep(ctx, d) {
-					p.notStarted(workCtx, ctx, msg)
+					p.notStarted(workCtx, msg)
 					return false
 				}
 				continue
@@ -394,7 +394,7 @@ func (p *Pool) sleep(ctx context.Context, d time.Duration) bool {
 // wait was cut short: released on a stop (it counts as released, not
 // failed), lost when its lease was lost (it exceeded the maximum
 // processing time while held, or its receipt handle went stale).
-func (p *Pool) notStarted(workCtx, ctx context.Context, msg *message.Message) {
+func (p *Pool) notStarted(workCtx context.Context, msg *message.Message) {
 	if !p.leases.Alive(msg) {
 		p.lost(msg, "lease lost while the message was held for the downstream")
 		return
@@ -405,7 +405,7 @@ func (p *Pool) notStarted(workCtx, ctx context.Context, msg *message.Message) {
 // attempt runs the handler once under msg's context, with the handler
 // timeout. returned is false when the handler ignored its cancellation and
 // its watch settled the message without it.
-func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (err error, took time.Duration, returned bool) {
+func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (took time.Duration, returned bool, err error) {
 	ctx := msgCtx
 	if p.cfg.HandlerTimeout > 0 {
 		var cancelTimeout context.CancelFunc
@@ -422,7 +422,7 @@ func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (e
 	if err != nil && errors.Is(context.Cause(ctx), errHandlerTimeout) {
 		err = fmt.Errorf("%w: %w", errHandlerTimeout, err)
 	}
-	return err, took, p.returned(w)
+	return took, p.returned(w), err
 }
 
 // classify is what a call says about the downstream: nothing when the
