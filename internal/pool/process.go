@@ -191,4 +191,3 @@ func (p *Pool) deadLetter(ctx context.Context, msg *message.Message, reason stri
 	p.log.Info("handler said the message can never succeed; sent it to the dead-letter queue", fields...)
 	return true
 }
-
