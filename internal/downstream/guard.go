@@ -301,7 +301,10 @@ func (g *Guard) Acquire(ctx context.Context, stop <-chan struct{}) (*Permit, err
 				g.setHeld(-1)
 			}
 			if p, ok := g.take(); ok {
-				return p, g.waitRate(ctx, stop, p)
+				if err := g.waitRate(ctx, stop, p); err != nil {
+					return nil, err
+				}
+				return p, nil
 			}
 		default:
 			if !holding {
