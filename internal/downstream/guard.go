@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -594,13 +595,18 @@ func (g *Guard) checkHealth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	where := req.URL.Redacted() // never a password in a log line
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("health check: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("health check %s: %w", where, err)
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("health check: status %s", resp.Status)
+		return fmt.Errorf("health check %s: status %s", where, resp.Status)
 	}
 	return nil
 }
