@@ -79,7 +79,7 @@ func UnwrapSNS(h Handler, cfg SNSConfig, logger *zap.Logger) Handler {
 		}
 		topic, _ := inner.StringAttribute(snsTopicArnAttr)
 		if len(allowed) > 0 && !slices.Contains(allowed, topic) {
-			logger.Warn("SNS envelope names a topic not allowed: failing the message; it ends in the dead-letter queue",
+			logger.Warn("SNS envelope names a topic not allowed: failing the message, which ends in the dead-letter queue if the queue has one",
 				zap.String("message_id", msg.ID), zap.String("topic_arn", topic), zap.Strings("allowed", allowed))
 			return fmt.Errorf("message %s: %w: %s", msg.ID, ErrSNSTopic, topic)
 		}
