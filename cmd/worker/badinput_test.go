@@ -37,6 +37,12 @@ func TestBadInputOneClearLine(t *testing.T) {
 	dead := "http://" + closedPort(t)
 	refusing := "http://" + closedPort(t)
 	missing := strings.TrimSuffix(q.URL, q.Name) + "no-such-queue"
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Close() }) // after the parallel subtests
+	taken := holder.Addr().String()
 	tests := []struct {
 		name     string
 		args     []string
@@ -55,7 +61,17 @@ func TestBadInputOneClearLine(t *testing.T) {
 		{name: "unreachable endpoint", args: []string{"--queue-url", q.URL, "--http-url", "http://127.0.0.1:1/", "--endpoint-url", dead}, wantCode: 1, wantErr: "cannot reach " + dead},
 		{name: "bad handler kind", args: []string{"--queue-url", q.URL, "--handler", "grpc"}, wantCode: 2, wantErr: `--handler is "grpc"`},
 		{name: "exec command not found", args: []string{"--queue-url", q.URL, "--handler", "exec", "--exec", "/no/such/program"}, wantCode: 1, wantErr: "--exec"},
-		{name: "metrics port taken", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", "bad:addr:here"}, wantCode: 1, wantErr: "--metrics-addr"},
+		{name: "bad metrics address", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", "bad:addr:here"}, wantCode: 2, wantErr: `--metrics-addr is "bad:addr:here": want host:port`},
+		{name: "metrics port not a number", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", ":metrics"}, wantCode: 2, wantErr: "--metrics-addr"},
+		{name: "metrics port taken", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", taken}, wantCode: 1, wantErr: "--metrics-addr cannot be served"},
+		{name: "bad pprof address", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--pprof-addr", "6060"}, wantCode: 2, wantErr: "--pprof-addr"},
+		{name: "pprof port taken", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--metrics-addr", "127.0.0.1:0", "--pprof-addr", taken}, wantCode: 1, wantErr: "--pprof-addr cannot be served"},
+		{name: "http url not absolute", args: []string{"--queue-url", q.URL, "--http-url", "localhost:8080"}, wantCode: 2, wantErr: `--http-url "localhost:8080" is not an absolute http:// or https:// URL`},
+		{name: "http url with password does not parse", args: []string{"--queue-url", q.URL, "--http-url", "http://robot:s3cret@[::1"}, wantCode: 2, wantErr: `--http-url "http://xxxxx@[::1" does not parse`},
+		{name: "exec without the exec handler", args: []string{"--queue-url", q.URL, "--exec", "/bin/true"}, wantCode: 2, wantErr: "--exec is set but --handler is http: add --handler exec"},
+		{name: "bad exec env name", args: []string{"--queue-url", q.URL, "--handler", "exec", "--exec", "/bin/true", "--exec-env", "AWS_*_KEY"}, wantCode: 2, wantErr: `--exec-env "AWS_*_KEY" is not a variable name`},
+		{name: "sns topics without unwrap", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--sns-topic-arn", "arn:aws:sns:eu-west-1:123456789012:t"}, wantCode: 2, wantErr: "--sns-topic-arn is set but --unwrap-sns is off"},
+		{name: "bad sns topic", args: []string{"--queue-url", q.URL, "--http-url", refusing, "--unwrap-sns", "--sns-topic-arn", "orders"}, wantCode: 2, wantErr: `--sns-topic-arn "orders" is not an SNS topic ARN`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +90,9 @@ func TestBadInputOneClearLine(t *testing.T) {
 			}
 			if strings.Count(got, "\n") != 0 {
 				t.Errorf("stderr has %d lines, want one:\n%s", strings.Count(got, "\n")+1, got)
+			}
+			if strings.Contains(got, "s3cret") {
+				t.Errorf("stderr %q shows the password", got)
 			}
 			if !strings.HasPrefix(got, "worker: ") || !strings.Contains(got, tt.wantErr) {
 				t.Errorf("stderr %q, want a 'worker: ' line containing %q", got, tt.wantErr)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/handler"
 )
 
 // envPrefix maps --some-flag to SQSWORKER_SOME_FLAG.
@@ -326,13 +327,14 @@ func runFlags(f *flagSet, c *config.Config) {
 	handlerFlags(f, c)
 
 	f.group("Operations")
-	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz (empty: off)")
-	f.Var(&c.Pprof, "pprof", "also serve /debug/pprof/ (CPU, heap, goroutine profiles) on --metrics-addr")
+	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz: loopback unless asked (:9090 for all interfaces, as a pod or container needs; empty: off)")
+	f.Var(&c.Pprof, "pprof", "serve /debug/pprof/ (CPU, heap, goroutine profiles) on a listener of its own, --pprof-addr or else "+config.DefaultPprofAddr+"; not /debug/pprof/cmdline")
+	f.Var(&c.PprofAddr, "pprof-addr", "listen address of /debug/pprof/; setting it turns --pprof on. Profiles show the program's internals and cost CPU: keep it on loopback")
 	f.Var(&c.QueueStatsInterval, "queue-stats-interval", "read the queue's and its dead-letter queue's counts into sqsworker_queue_messages this often (0: off)")
 	f.Var(&c.ShutdownTimeout, "shutdown-timeout", "how long running handlers may take after SIGTERM")
 	f.Var(&c.IdleTimeout, "idle-timeout", "exit 0 once no message was received for this long (0: never)")
 	f.Var(&c.MaxMessages, "max-messages", "stop receiving after this many messages, finish them, exit 0 (0: no limit)")
-	f.Var(&c.LogLevel, "log-level", "debug, info, warn or error")
+	f.Var(&c.LogLevel, "log-level", "debug, info, warn or error (debug logs what handlers answer, which may carry message content)")
 	f.Var(&c.LogFormat, "log-format", "json or console")
 }
 
@@ -346,5 +348,10 @@ func handlerFlags(f *flagSet, c *config.Config) {
 	f.Value(&argvFlag{argv: &c.Exec}, &c.Exec, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")
 	f.Var(&c.ExecTimeout, "exec-timeout", "exec handler: kill the command after this long (0: only --handler-timeout bounds it)")
 	f.Var(&c.ExecOutputLimit, "exec-output-limit", "exec handler: bytes of the command's stdout and of its stderr kept for the log")
-	f.Var(&c.UnwrapSNS, "unwrap-sns", "give the handler the inner message of SNS envelopes")
+	f.Value(listFlag{&c.ExecEnv}, &c.ExecEnv, "exec-env", "exec handler: a variable of the worker's environment the command gets, besides "+
+		strings.ReplaceAll(handler.BaseExecEnv, ",", ", ")+" and its SQS_* message variables; NAME* for a prefix (repeatable, or comma-separated)")
+	f.Var(&c.ExecInheritEnv, "exec-inherit-env", "exec handler: give the command the worker's whole environment, AWS credentials and tokens included")
+	f.Var(&c.LogHandlerOutput, "log-handler-output", "quote the start of a failed response's body, or the command's stderr and stdout, in the handler's error (run's handler-failed line, replay's error); without it they are logged at debug level only, as they may carry message content")
+	f.Var(&c.UnwrapSNS, "unwrap-sns", "give the handler the inner message of SNS envelopes (anyone who may send to the queue can forge one: see --sns-topic-arn)")
+	f.Value(listFlag{&c.SNSTopicARNs}, &c.SNSTopicARNs, "sns-topic-arn", "with --unwrap-sns, unwrap only envelopes of this topic; an envelope naming another fails its message (repeatable, or comma-separated)")
 }

@@ -89,12 +89,17 @@ func newHandler(cfg config.Config, log *zap.Logger) (handler.Handler, error) {
 	var err error
 	switch cfg.Handler {
 	case "exec":
-		h, err = handler.NewExec(handler.ExecConfig{Argv: cfg.Exec, Timeout: cfg.ExecTimeout, OutputLimit: cfg.ExecOutputLimit}, log)
+		h, err = handler.NewExec(handler.ExecConfig{
+			Argv: cfg.Exec, Timeout: cfg.ExecTimeout, OutputLimit: cfg.ExecOutputLimit,
+			Env: cfg.ExecEnv, InheritEnv: cfg.ExecInheritEnv, OutputInErrors: cfg.LogHandlerOutput,
+		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("--exec: %w", err)
 		}
 	default:
-		h, err = handler.NewHTTP(handler.HTTPConfig{URL: cfg.HTTPURL, Timeout: cfg.HTTPTimeout, Concurrency: cfg.Concurrency}, log)
+		h, err = handler.NewHTTP(handler.HTTPConfig{
+			URL: cfg.HTTPURL, Timeout: cfg.HTTPTimeout, Concurrency: cfg.Concurrency, OutputInErrors: cfg.LogHandlerOutput,
+		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("--http-url: %w", err)
 		}
@@ -107,7 +112,7 @@ func newHandler(cfg config.Config, log *zap.Logger) (handler.Handler, error) {
 		h = tracing.Wrap(h, otel.GetTracerProvider())
 	}
 	if cfg.UnwrapSNS {
-		h = handler.UnwrapSNS(h)
+		h = handler.UnwrapSNS(h, handler.SNSConfig{TopicARNs: cfg.SNSTopicARNs}, log)
 	}
 	return h, nil
 }

@@ -4,7 +4,10 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,12 +30,18 @@ const (
 	DefaultRetryBackoffMax     = 15 * time.Minute
 	DefaultHTTPTimeout         = 60 * time.Second
 	DefaultShutdownTimeout     = 30 * time.Second
-	DefaultMetricsAddr         = ":9090"
-	DefaultLogLevel            = "info"
-	DefaultLogFormat           = "json"
-	DefaultHandler             = "http"
-	DefaultExecOutputLimit     = handler.DefaultOutputLimit
-	DefaultQueueStatsInterval  = 15 * time.Second
+	// DefaultMetricsAddr listens on loopback only: nothing is served
+	// beyond the host unless asked (:9090 for all interfaces, as a
+	// Kubernetes pod or a container must).
+	DefaultMetricsAddr = "127.0.0.1:9090"
+	// DefaultPprofAddr is where Pprof serves /debug/pprof/ when PprofAddr
+	// is empty: loopback only.
+	DefaultPprofAddr          = "127.0.0.1:6060"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "json"
+	DefaultHandler            = "http"
+	DefaultExecOutputLimit    = handler.DefaultOutputLimit
+	DefaultQueueStatsInterval = 15 * time.Second
 	// DefaultPrefetch makes Prefetch as many as Concurrency.
 	DefaultPrefetch = -1
 )
@@ -44,11 +53,14 @@ type FieldError struct {
 	Field string
 	Or    []string
 	// Msg says what is wrong, after the field's name: "is 0: it must be
-	// between 1 and 10000".
+	// between 1 and 10000". Other fields it names are written {Field}.
 	Msg string
 }
 
 func (e *FieldError) Error() string { return e.Format(func(field string) string { return field }) }
+
+// fieldRef is how Msg names another field.
+var fieldRef = regexp.MustCompile(`\{([A-Za-z]+)\}`)
 
 // Format is Error with every field named by name(field).
 func (e *FieldError) Format(name func(field string) string) string {
@@ -56,7 +68,8 @@ func (e *FieldError) Format(name func(field string) string) string {
 	for _, f := range e.Or {
 		names = append(names, name(f))
 	}
-	return strings.Join(names, " or ") + " " + e.Msg
+	msg := fieldRef.ReplaceAllStringFunc(e.Msg, func(ref string) string { return name(ref[1 : len(ref)-1]) })
+	return strings.Join(names, " or ") + " " + msg
 }
 
 func invalid(field, format string, args ...any) *FieldError {
@@ -128,8 +141,24 @@ type Config struct {
 	// ExecOutputLimit is how many bytes of the command's stdout and of its
 	// stderr are kept for logs. Defaults to DefaultExecOutputLimit.
 	ExecOutputLimit int
+	// ExecEnv names the worker's environment variables the command gets
+	// besides handler.BaseExecEnv (PATH, HOME, locale, TZ, TMPDIR); a name
+	// ending in * stands for a prefix. Defaults to none.
+	ExecEnv []string
+	// ExecInheritEnv gives the command the worker's whole environment,
+	// credentials included. Defaults to false.
+	ExecInheritEnv bool
+	// LogHandlerOutput puts the start of a failed response's body, or the
+	// command's stderr and stdout, in the handler's error and so in the
+	// "handler failed" log line. Defaults to false: they may carry message
+	// content, and are logged at debug level only.
+	LogHandlerOutput bool
 	// UnwrapSNS makes the handler see the inner message of SNS envelopes.
 	UnwrapSNS bool
+	// SNSTopicARNs, with UnwrapSNS, are the only topics whose envelopes
+	// are unwrapped; an envelope naming another fails its message.
+	// Defaults to none: every envelope is unwrapped.
+	SNSTopicARNs []string
 
 	// IdleTimeout, when positive, stops the worker (gracefully, exit 0)
 	// once no message was received for this long. Defaults to 0: never.
@@ -140,10 +169,15 @@ type Config struct {
 	MaxMessages int
 
 	// MetricsAddr is where /metrics, /healthz and /readyz are served;
-	// empty disables the server. Defaults to :9090.
+	// empty disables the server. Defaults to DefaultMetricsAddr
+	// (127.0.0.1:9090).
 	MetricsAddr string
-	// Pprof also serves net/http/pprof's /debug/pprof/ on MetricsAddr.
+	// Pprof serves net/http/pprof's /debug/pprof/ on a listener of its
+	// own, at PprofAddr or else DefaultPprofAddr. Defaults to false.
 	Pprof bool
+	// PprofAddr is where /debug/pprof/ is served; setting it turns Pprof
+	// on. Defaults to empty: DefaultPprofAddr when Pprof is set.
+	PprofAddr string
 	// QueueStatsInterval is how often the queue's and its dead-letter
 	// queue's counts are read into the metrics; 0 turns that off.
 	// Defaults to 15s.
@@ -219,6 +253,17 @@ func Default() Config {
 	}
 }
 
+// PprofListenAddr is where /debug/pprof/ is served, "" when it is not.
+func (c *Config) PprofListenAddr() string {
+	switch {
+	case c.PprofAddr != "":
+		return c.PprofAddr
+	case c.Pprof:
+		return DefaultPprofAddr
+	}
+	return ""
+}
+
 // FIFO reports whether the queue is a FIFO queue (its name ends in .fifo).
 func (c *Config) FIFO() bool {
 	return strings.HasSuffix(c.QueueURL, ".fifo") || strings.HasSuffix(c.Queue, ".fifo")
@@ -289,6 +334,11 @@ func (c *Config) Validate() error {
 	if err := c.Downstream.validate(); err != nil {
 		return err
 	}
+	for _, a := range []struct{ field, v string }{{"MetricsAddr", c.MetricsAddr}, {"PprofAddr", c.PprofAddr}} {
+		if err := checkListenAddr(a.v); err != nil {
+			return invalid(a.field, "is %q: %v", a.v, err)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -326,13 +376,38 @@ func (d *Downstream) validate() error {
 	return nil
 }
 
+// checkListenAddr checks a listen address: empty (off), or host:port with
+// a port number; the host may be empty (all interfaces).
+func checkListenAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, such as 127.0.0.1:9090 (loopback) or :9090 (all interfaces)")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number between 0 and 65535", port)
+	}
+	return nil
+}
+
 // ValidateHandler checks the fields of the handler Handler chooses; a
 // program that supplies its handler in code needs only Validate.
 func (c *Config) ValidateHandler() error {
+	if err := c.validateSNS(); err != nil {
+		return err
+	}
 	switch c.Handler {
 	case "http":
+		if len(c.Exec) > 0 {
+			return invalid("Exec", "is set but {Handler} is http: add {Handler} exec")
+		}
 		if c.HTTPURL == "" {
 			return invalid("HTTPURL", "is required with the http handler: the URL each message body is POSTed to")
+		}
+		if _, err := handler.ParseURL(c.HTTPURL); err != nil {
+			return invalid("HTTPURL", "%v", err)
 		}
 		if c.HTTPTimeout < time.Millisecond || c.HTTPTimeout > sqsapi.MaxVisibility {
 			return invalid("HTTPTimeout", "is %s: it must be between 1ms and %s", c.HTTPTimeout, sqsapi.MaxVisibility)
@@ -340,6 +415,11 @@ func (c *Config) ValidateHandler() error {
 	case "exec":
 		if len(c.Exec) == 0 {
 			return invalid("Exec", "is required with the exec handler: the command to run per message")
+		}
+		for _, name := range c.ExecEnv {
+			if err := handler.CheckEnvName(name); err != nil {
+				return invalid("ExecEnv", "%v", err)
+			}
 		}
 		if c.ExecTimeout < 0 || c.ExecTimeout > sqsapi.MaxVisibility {
 			return invalid("ExecTimeout", "is %s: it must be between 0 (no bound of its own) and %s", c.ExecTimeout, sqsapi.MaxVisibility)
@@ -349,6 +429,21 @@ func (c *Config) ValidateHandler() error {
 		}
 	default:
 		return invalid("Handler", "is %q: it must be http or exec", c.Handler)
+	}
+	return nil
+}
+
+func (c *Config) validateSNS() error {
+	if len(c.SNSTopicARNs) == 0 {
+		return nil
+	}
+	if !c.UnwrapSNS {
+		return invalid("SNSTopicARNs", "is set but {UnwrapSNS} is off: add {UnwrapSNS}, or leave the topics out")
+	}
+	for _, arn := range c.SNSTopicARNs {
+		if err := handler.CheckTopicARN(arn); err != nil {
+			return invalid("SNSTopicARNs", "%v", err)
+		}
 	}
 	return nil
 }

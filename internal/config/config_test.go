@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,32 @@ func TestValidate(t *testing.T) {
 		{name: "negative exec timeout", modify: func(c *Config) { c.Handler = "exec"; c.Exec = []string{"/bin/true"}; c.ExecTimeout = -time.Second }, wantErr: "ExecTimeout"},
 		{name: "zero exec output limit", modify: func(c *Config) { c.Handler = "exec"; c.Exec = []string{"/bin/true"}; c.ExecOutputLimit = 0 }, wantErr: "ExecOutputLimit"},
 		{name: "prefetch below -1", modify: func(c *Config) { c.Prefetch = -2 }, wantErr: "Prefetch"},
+
+		{name: "metrics on all interfaces", modify: func(c *Config) { c.MetricsAddr = ":9090" }},
+		{name: "metrics off", modify: func(c *Config) { c.MetricsAddr = "" }},
+		{name: "metrics on a named host", modify: func(c *Config) { c.MetricsAddr = "localhost:0" }},
+		{name: "pprof address", modify: func(c *Config) { c.PprofAddr = "[::1]:6060" }},
+		{name: "metrics address without port", modify: func(c *Config) { c.MetricsAddr = "127.0.0.1" }, wantErr: "MetricsAddr"},
+		{name: "metrics address with two colons", modify: func(c *Config) { c.MetricsAddr = "bad:addr:here" }, wantErr: "MetricsAddr"},
+		{name: "metrics port not a number", modify: func(c *Config) { c.MetricsAddr = ":metrics" }, wantErr: "MetricsAddr"},
+		{name: "metrics port too large", modify: func(c *Config) { c.MetricsAddr = ":65536" }, wantErr: "MetricsAddr"},
+		{name: "bad pprof address", modify: func(c *Config) { c.PprofAddr = "6060" }, wantErr: "PprofAddr"},
+		{name: "http url not absolute", modify: func(c *Config) { c.HTTPURL = "localhost:8080" }, wantErr: "HTTPURL"},
+		{name: "http url does not parse", modify: func(c *Config) { c.HTTPURL = "http://[::1" }, wantErr: "HTTPURL"},
+		{name: "exec with the http handler", modify: func(c *Config) { c.Exec = []string{"/bin/true"} }, wantErr: "Exec is set but Handler is http: add Handler exec"},
+		{name: "exec env names", modify: func(c *Config) {
+			c.Handler, c.HTTPURL, c.Exec, c.ExecEnv = "exec", "", []string{"/bin/true"}, []string{"AWS_REGION", "MY_*"}
+		}},
+		{name: "bad exec env name", modify: func(c *Config) {
+			c.Handler, c.HTTPURL, c.Exec, c.ExecEnv = "exec", "", []string{"/bin/true"}, []string{"AWS_*_KEY"}
+		}, wantErr: "ExecEnv"},
+		{name: "sns topics", modify: func(c *Config) {
+			c.UnwrapSNS, c.SNSTopicARNs = true, []string{"arn:aws:sns:eu-west-1:123456789012:orders"}
+		}},
+		{name: "sns topics without unwrap", modify: func(c *Config) {
+			c.SNSTopicARNs = []string{"arn:aws:sns:eu-west-1:123456789012:orders"}
+		}, wantErr: "SNSTopicARNs is set but UnwrapSNS is off"},
+		{name: "bad sns topic", modify: func(c *Config) { c.UnwrapSNS, c.SNSTopicARNs = true, []string{"orders"} }, wantErr: "SNSTopicARNs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +172,45 @@ func TestDefault(t *testing.T) {
 	err := c.Validate()
 	if err == nil || err.Error() != "QueueURL or Queue is required: the queue to consume" {
 		t.Errorf("Default().Validate() = %v; want the error naming QueueURL or Queue", err)
+	}
+}
+
+// TestListenersOnLoopbackByDefault: nothing is served beyond the host
+// unless asked; pprof only when asked, and then on loopback too.
+func TestListenersOnLoopbackByDefault(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	for name, addr := range map[string]string{"MetricsAddr": c.MetricsAddr, "DefaultPprofAddr": DefaultPprofAddr} {
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("%s %q: want a loopback address", name, addr)
+		}
+	}
+	tests := []struct {
+		name      string
+		pprof     bool
+		pprofAddr string
+		want      string
+	}{
+		{name: "off by default"},
+		{name: "on", pprof: true, want: DefaultPprofAddr},
+		{name: "an address turns it on", pprofAddr: "127.0.0.1:7070", want: "127.0.0.1:7070"},
+		{name: "on at an address", pprof: true, pprofAddr: ":7070", want: ":7070"},
+	}
+	for _, tt := range tests {
+		c := Config{Pprof: tt.pprof, PprofAddr: tt.pprofAddr}
+		if got := c.PprofListenAddr(); got != tt.want {
+			t.Errorf("%s: PprofListenAddr() = %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestFieldErrorNamesOtherFields(t *testing.T) {
+	t.Parallel()
+	fe := &FieldError{Field: "Exec", Msg: "is set but {Handler} is http: add {Handler} exec"}
+	got := fe.Format(func(f string) string { return "--" + strings.ToLower(f) })
+	if want := "--exec is set but --handler is http: add --handler exec"; got != want {
+		t.Errorf("Format = %q; want %q", got, want)
 	}
 }
 

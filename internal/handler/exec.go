@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,11 @@ const (
 	// execKillDelay is how long a cancelled command gets between SIGTERM and
 	// SIGKILL to finish cleanly.
 	execKillDelay = 5 * time.Second
+	// BaseExecEnv lists, comma-separated, the worker's environment variables
+	// every command gets: what a program needs to find others and to read
+	// and write text, and nothing that could hold a credential. A name
+	// ending in * stands for every name with that prefix.
+	BaseExecEnv = "PATH,HOME,LANG,LC_*,TZ,TMPDIR"
 )
 
 // ExecConfig configures the command handler.
@@ -37,6 +43,18 @@ type ExecConfig struct {
 	// OutputLimit is how many bytes of stdout and of stderr are kept for
 	// logs and errors. Defaults to DefaultOutputLimit.
 	OutputLimit int
+	// Env names the worker's environment variables the command gets on
+	// top of BaseExecEnv; a name ending in * stands for every name with
+	// that prefix (AWS_*). Defaults to none: the worker's credentials,
+	// tokens and other settings stay out of the command's reach.
+	Env []string
+	// InheritEnv gives the command the worker's whole environment, Env or
+	// not. Defaults to false.
+	InheritEnv bool
+	// OutputInErrors quotes the command's stderr and stdout in the error of
+	// a failed run. Defaults to false: they may carry message content, so
+	// they are logged at debug level only.
+	OutputInErrors bool
 }
 
 // Exec runs a command per message: the body on stdin, the metadata in
@@ -46,14 +64,22 @@ type Exec struct {
 	path        string
 	timeout     time.Duration
 	outputLimit int
-	environ     []string
-	killDelay   time.Duration
-	logger      *zap.Logger
+	// environ is what the command inherits of the worker's environment.
+	environ        []string
+	outputInErrors bool
+	killDelay      time.Duration
+	logger         *zap.Logger
 }
 
 // NewExec validates cfg and resolves the command once, so a typo fails at
-// startup rather than on every message.
+// startup rather than on every message. It reads the worker's environment
+// once, here.
 func NewExec(cfg ExecConfig, logger *zap.Logger) (*Exec, error) {
+	return newExec(cfg, logger, os.Environ())
+}
+
+// newExec is NewExec with the worker's environment given.
+func newExec(cfg ExecConfig, logger *zap.Logger, environ []string) (*Exec, error) {
 	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
 		return nil, errors.New("exec handler: Argv is empty: give the program to run and its arguments, such as ./process.sh")
 	}
@@ -70,15 +96,55 @@ func NewExec(cfg ExecConfig, logger *zap.Logger) (*Exec, error) {
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = DefaultOutputLimit
 	}
+	for _, name := range cfg.Env {
+		if err := CheckEnvName(name); err != nil {
+			return nil, fmt.Errorf("exec handler: Env: %w", err)
+		}
+	}
+	if !cfg.InheritEnv {
+		environ = filterEnv(environ, append(strings.Split(BaseExecEnv, ","), cfg.Env...))
+	}
 	return &Exec{
-		argv:        append([]string(nil), cfg.Argv...),
-		path:        p,
-		timeout:     cfg.Timeout,
-		outputLimit: cfg.OutputLimit,
-		environ:     os.Environ(),
-		killDelay:   execKillDelay,
-		logger:      logger.Named("exec"),
+		argv:           append([]string(nil), cfg.Argv...),
+		path:           p,
+		timeout:        cfg.Timeout,
+		outputLimit:    cfg.OutputLimit,
+		environ:        environ,
+		outputInErrors: cfg.OutputInErrors,
+		killDelay:      execKillDelay,
+		logger:         logger.Named("exec"),
 	}, nil
+}
+
+// CheckEnvName checks one name of ExecConfig.Env: letters, digits and
+// underscores, with an optional * at the end for a prefix.
+func CheckEnvName(name string) error {
+	prefix := strings.TrimSuffix(name, "*")
+	if prefix == "" {
+		return fmt.Errorf("%q names no variable: give a name such as AWS_REGION or a prefix such as AWS_* (InheritEnv passes everything)", name)
+	}
+	for _, c := range prefix {
+		if c != '_' && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return fmt.Errorf("%q is not a variable name: letters, digits and _, with an optional * at the end", name)
+		}
+	}
+	return nil
+}
+
+// filterEnv keeps the NAME=value entries of environ whose name is one of
+// names, or starts with a names entry that ends in *.
+func filterEnv(environ, names []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.ContainsFunc(names, func(want string) bool {
+			prefix, isPrefix := strings.CutSuffix(want, "*")
+			return name == want || isPrefix && strings.HasPrefix(name, prefix)
+		}) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // Handle runs the command for msg and waits for it to exit.
@@ -126,7 +192,14 @@ func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
 	}
 
 	what := fmt.Sprintf("run %s for message %s", e.argv[0], msg.ID)
-	output := fmt.Sprintf("stderr: %q; stdout: %q", stderr.String(), stdout.String())
+	output := "output not quoted" // it may quote the message
+	if e.outputInErrors {
+		output = fmt.Sprintf("stderr: %q; stdout: %q", stderr.String(), stdout.String())
+	}
+	if ce := e.logger.Check(zap.DebugLevel, "command failed"); ce != nil {
+		ce.Write(zap.String("message_id", msg.ID), zap.Duration("duration", elapsed),
+			zap.String("stdout", stdout.String()), zap.String("stderr", stderr.String()))
+	}
 	switch {
 	case runCtx.Err() != nil && ctx.Err() == nil:
 		return fmt.Errorf("%s: killed after %s (the handler's Timeout): %w; %s", what, e.timeout, runCtx.Err(), output)
@@ -159,8 +232,9 @@ const (
 	ExitUnavailable = 75
 )
 
-// env is the worker's environment plus the message's metadata. exec keeps
-// the last value of a duplicated name, so ours win over inherited ones.
+// env is what the command inherits of the worker's environment plus the
+// message's metadata. exec keeps the last value of a duplicated name, so
+// ours win over inherited ones.
 func (e *Exec) env(msg *message.Message) []string {
 	env := append([]string(nil), e.environ...)
 	env = append(env,

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -46,13 +47,22 @@ type HTTPConfig struct {
 	// the keep-alive pool so every worker reuses a connection. Set it to the
 	// worker's concurrency. Defaults to DefaultHTTPConcurrency.
 	Concurrency int
+	// OutputInErrors quotes the start of a failed response's body in the
+	// error. Defaults to false: it may carry message content, so it is
+	// logged at debug level only.
+	OutputInErrors bool
 }
 
 // HTTP POSTs each message to an endpoint the way Elastic Beanstalk's worker
 // daemon (sqsd) does, so apps written for sqsd run unchanged.
 type HTTP struct {
-	url     string
-	timeout time.Duration
+	// url is where requests go, without the user and password of the URL
+	// given; shown is that URL as logs and errors show it, password
+	// redacted; auth is the Authorization header the user and password
+	// make, "" without them.
+	url, shown, auth string
+	timeout          time.Duration
+	outputInErrors   bool
 	// send sends each request: the transport itself. No http.Client sits
 	// in front of it: a redirect is a failure (its response is returned
 	// as it is, as a Client told http.ErrUseLastResponse would), and a
@@ -69,14 +79,64 @@ type HTTP struct {
 // namedQueue is a queue URL and its name.
 type namedQueue struct{ url, name string }
 
-// NewHTTP validates cfg and builds the handler.
-func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
-	u, err := url.Parse(cfg.URL)
+// ParseURL parses the URL of HTTPConfig, which must be an absolute http or
+// https URL. Its error starts with the URL, quoted and redacted
+// (RedactURL).
+func ParseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("http handler: URL %q: %w", cfg.URL, err)
+		if strings.Contains(raw, "@") {
+			// url.Parse's reasons quote parts of the URL, which may be
+			// parts of a password.
+			return nil, fmt.Errorf("%q does not parse as a URL", RedactURL(raw))
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message quotes the whole URL once more
+		}
+		return nil, fmt.Errorf("%q does not parse as a URL: %w", raw, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("http handler: URL %q: must be an absolute http:// or https:// URL, such as http://localhost:8080/work", cfg.URL)
+		return nil, fmt.Errorf("%q is not an absolute http:// or https:// URL, such as http://localhost:8080/work", RedactURL(raw))
+	}
+	return u, nil
+}
+
+// RedactURL is raw with its user information (user and password) replaced
+// by xxxxx, even when raw does not parse as a URL: a token may sit in the
+// user name as well as in the password.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		if u.User != nil {
+			u.User = url.User("xxxxx")
+		}
+		return u.String()
+	}
+	// Not a URL with an authority: whatever comes before its last @ may
+	// be a password.
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	start := 0
+	if i := strings.Index(raw[:at], "://"); i >= 0 {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
+}
+
+// NewHTTP validates cfg and builds the handler. A user and password in
+// the URL are sent as basic authentication and never shown.
+func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
+	u, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("http handler: URL %w", err)
+	}
+	shown, auth := RedactURL(cfg.URL), ""
+	if u.User != nil {
+		password, _ := u.User.Password()
+		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+password))
+		u.User = nil
 	}
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("http handler: Timeout %s: must be 0 (no limit of its own) or positive", cfg.Timeout)
@@ -100,12 +160,15 @@ func NewHTTP(cfg HTTPConfig, logger *zap.Logger) (*HTTP, error) {
 	// message nobody processed: the transport does not follow it, and
 	// Handle reports its status as a failure.
 	return &HTTP{
-		url:       u.String(),
-		timeout:   cfg.Timeout,
-		send:      t,
-		transport: t,
-		logger:    logger.Named("http"),
-		now:       time.Now,
+		url:            u.String(),
+		shown:          shown,
+		auth:           auth,
+		outputInErrors: cfg.OutputInErrors,
+		timeout:        cfg.Timeout,
+		send:           t,
+		transport:      t,
+		logger:         logger.Named("http"),
+		now:            time.Now,
 	}, nil
 }
 
@@ -120,7 +183,7 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, h.url, strings.NewReader(msg.Body))
 	if err != nil {
-		return fmt.Errorf("build request for message %s to %s: %w", msg.ID, h.url, err)
+		return fmt.Errorf("build request for message %s to %s: %w", msg.ID, h.shown, err)
 	}
 	req.Header = h.headers(msg)
 	if tc, ok := tracing.For(ctx, msg); ok {
@@ -134,12 +197,12 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	resp, err := h.send.RoundTrip(req)
 	if err != nil {
 		if h.timeout > 0 && ctx.Err() == nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
-			return Unavailable(fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.url, h.timeout, err), false)
+			return Unavailable(fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.shown, h.timeout, err), false)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("post message %s to %s: %w", msg.ID, h.url, err)
+			return fmt.Errorf("post message %s to %s: %w", msg.ID, h.shown, err)
 		}
-		return Unavailable(fmt.Errorf("post message %s to %s: %w", msg.ID, h.url, err), false)
+		return Unavailable(fmt.Errorf("post message %s to %s: %w", msg.ID, h.shown, err), false)
 	}
 	defer func() {
 		// Reading to EOF lets the transport put the connection back in the pool.
@@ -154,10 +217,7 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 		return nil
 	}
 
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
-	err = fmt.Errorf("post message %s to %s: status %s: %q", msg.ID, h.url, resp.Status,
-		strings.ToValidUTF8(strings.TrimSpace(string(excerpt)), "\uFFFD"))
-	return classifyStatus(resp, err, h.now())
+	return classifyStatus(resp, h.failed(msg, resp), h.now())
 }
 
 // DeadLetterHeader, on a response that is not 2xx, says the message can
@@ -185,6 +245,27 @@ func classifyStatus(resp *http.Response, err error, now time.Time) error {
 	return err
 }
 
+// failed is the error of a response that is not a success. The start of
+// its body is logged at debug level, or quoted in the error with
+// OutputInErrors: it may carry message content.
+func (h *HTTP) failed(msg *message.Message, resp *http.Response) error {
+	what := fmt.Sprintf("post message %s to %s: status %s", msg.ID, h.shown, resp.Status)
+	const notQuoted = "; body not quoted" // it may quote the message
+	ce := h.logger.Check(zap.DebugLevel, "response not a success")
+	if ce == nil && !h.outputInErrors {
+		return errors.New(what + notQuoted)
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	excerpt := strings.ToValidUTF8(strings.TrimSpace(string(raw)), "\uFFFD")
+	if ce != nil {
+		ce.Write(zap.String("message_id", msg.ID), zap.Int("status", resp.StatusCode), zap.String("body", excerpt))
+	}
+	if h.outputInErrors {
+		return fmt.Errorf("%s: %q", what, excerpt)
+	}
+	return errors.New(what + notQuoted)
+}
+
 // Close releases idle keep-alive connections. Handle may still be called
 // afterwards; it opens new ones.
 func (h *HTTP) Close() {
@@ -195,7 +276,7 @@ func (h *HTTP) Close() {
 // map is sized once and every header's one value shares one array: a
 // message's headers cost two allocations, not one per header.
 func (h *HTTP) headers(msg *message.Message) http.Header {
-	n := 7 + len(msg.Attributes)
+	n := 8 + len(msg.Attributes)
 	hdr := make(http.Header, n)
 	vals := make([]string, 0, n)
 	set := func(canonicalKey, v string) {
@@ -203,6 +284,9 @@ func (h *HTTP) headers(msg *message.Message) http.Header {
 		hdr[canonicalKey] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set("User-Agent", UserAgent)
+	if h.auth != "" {
+		set("Authorization", h.auth)
+	}
 	contentType := "application/json"
 	if ct, ok := msg.StringAttribute("Content-Type"); ok && validHeaderValue(ct) {
 		contentType = ct

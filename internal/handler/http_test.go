@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -14,13 +15,21 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 )
 
 func newTestHTTP(t *testing.T, url string, timeout time.Duration) *HTTP {
 	t.Helper()
-	h, err := NewHTTP(HTTPConfig{URL: url, Timeout: timeout, Concurrency: 2}, zap.NewNop())
+	return newTestHTTPWith(t, HTTPConfig{URL: url, Timeout: timeout}, zap.NewNop())
+}
+
+func newTestHTTPWith(t *testing.T, cfg HTTPConfig, logger *zap.Logger) *HTTP {
+	t.Helper()
+	cfg.Concurrency = 2
+	h, err := NewHTTP(cfg, logger)
 	if err != nil {
 		t.Fatalf("NewHTTP: %v", err)
 	}
@@ -117,10 +126,13 @@ func TestHTTPStatus(t *testing.T) {
 		wantRetry  time.Duration
 		wantHasRA  bool
 		maxErrSize int
+		// bodyOut: the body is left out of the error and logged at debug level.
+		bodyOut bool
 	}{
 		{name: "200", status: 200, body: strings.Repeat("x", 100<<10)},
 		{name: "204", status: 204},
 		{name: "500", status: 500, body: "database down\n", wantErr: []string{"status 500 Internal Server Error", `"database down"`, "msg-1"}},
+		{name: "500 body at debug only", status: 500, body: "card 4242\n", wantErr: []string{"status 500 Internal Server Error", "body not quoted"}, bodyOut: true},
 		{name: "long body truncated", status: 400, body: strings.Repeat("y", 10000), wantErr: []string{"status 400"}, maxErrSize: 256 + 200},
 		{name: "429 seconds", status: 429, header: map[string]string{"Retry-After": "30"}, wantErr: []string{"status 429"}, wantRetry: 30 * time.Second, wantHasRA: true},
 		{name: "503 date", status: 503, header: map[string]string{"Retry-After": now.Add(2 * time.Minute).Format(http.TimeFormat)}, wantErr: []string{"status 503"}, wantRetry: 2 * time.Minute, wantHasRA: true},
@@ -141,7 +153,8 @@ func TestHTTPStatus(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			}))
 			t.Cleanup(srv.Close)
-			h := newTestHTTP(t, srv.URL, 0)
+			core, logs := observer.New(zapcore.DebugLevel)
+			h := newTestHTTPWith(t, HTTPConfig{URL: srv.URL, OutputInErrors: !tt.bodyOut}, zap.New(core))
 			h.now = func() time.Time { return now }
 
 			err := h.Handle(t.Context(), testMessage())
@@ -159,12 +172,66 @@ func TestHTTPStatus(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, s)
 				}
 			}
+			if tt.bodyOut {
+				debug := logs.FilterMessage("response not a success").All()
+				if strings.Contains(err.Error(), "4242") || len(debug) != 1 || debug[0].ContextMap()["body"] != strings.TrimSpace(tt.body) {
+					t.Errorf("error %q, debug lines %v; want the body in one debug line and not in the error", err, debug)
+				}
+			}
 			if tt.maxErrSize > 0 && len(err.Error()) > tt.maxErrSize {
 				t.Errorf("error is %d bytes; want at most %d", len(err.Error()), tt.maxErrSize)
 			}
 			d, ok := RetryAfter(err)
 			if ok != tt.wantHasRA || d != tt.wantRetry {
 				t.Errorf("RetryAfter = %v, %v; want %v, %v", d, ok, tt.wantRetry, tt.wantHasRA)
+			}
+		})
+	}
+}
+
+// TestHTTPURLCredentials: a user and password in the URL are sent as
+// basic authentication, and no error quotes them.
+func TestHTTPURLCredentials(t *testing.T) {
+	t.Parallel()
+	auth := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	withPassword := strings.Replace(srv.URL, "http://", "http://robot:s3cret@", 1)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	refused := strings.Replace(closed.URL, "http://", "http://robot:s3cret@", 1)
+	closed.Close()
+
+	for _, u := range []string{withPassword, refused} {
+		err := newTestHTTP(t, u, 0).Handle(t.Context(), testMessage())
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "xxxxx@127.0.0.1") {
+			t.Errorf("Handle error = %v; want one naming the URL with its user and password redacted", err)
+		}
+	}
+	if got, want := <-auth, "Basic "+base64.StdEncoding.EncodeToString([]byte("robot:s3cret")); got != want {
+		t.Errorf("Authorization = %q; want %q", got, want)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{name: "no user", in: "http://app:8080/work?a=b", want: "http://app:8080/work?a=b"},
+		{name: "user and password", in: "https://robot:s3cret@app/work", want: "https://xxxxx@app/work"},
+		{name: "token as user", in: "https://s3cret@app/", want: "https://xxxxx@app/"},
+		{name: "does not parse", in: "http://robot:s3/cret@app:port/", want: "http://xxxxx@app:port/"},
+		{name: "no scheme", in: "robot:s3cret@app", want: "xxxxx@app"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := RedactURL(tt.in); got != tt.want {
+				t.Errorf("RedactURL(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+			if _, err := ParseURL(tt.in); err != nil && strings.Contains(err.Error(), "s3") {
+				t.Errorf("ParseURL(%q) error %q quotes the password", tt.in, err)
 			}
 		})
 	}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 )
@@ -28,17 +32,74 @@ type snsAttribute struct {
 	Value string
 }
 
+// SNSConfig configures UnwrapSNS.
+type SNSConfig struct {
+	// TopicARNs, when set, are the topics whose envelopes are unwrapped:
+	// an envelope naming another topic fails its message (ErrSNSTopic),
+	// which comes back after the retry backoff and ends in the
+	// dead-letter queue. Defaults to none: any envelope is unwrapped,
+	// whoever sent it to the queue and whichever topic it names.
+	TopicARNs []string
+}
+
+// ErrSNSTopic is the failure of a message whose SNS envelope names a topic
+// that SNSConfig.TopicARNs does not list.
+var ErrSNSTopic = errors.New("SNS envelope from a topic not allowed")
+
+// Attributes UnwrapSNS sets from the envelope. A message that was not
+// unwrapped never has them: anyone who may send to the queue could set
+// them on a message of their own.
+const (
+	snsTopicArnAttr = "SNS-Topic-Arn"
+	snsSubjectAttr  = "SNS-Subject"
+)
+
+// CheckTopicARN checks one entry of SNSConfig.TopicARNs:
+// arn:PARTITION:sns:REGION:ACCOUNT:TOPIC.
+func CheckTopicARN(arn string) error {
+	parts := strings.Split(arn, ":")
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "sns" || slices.Contains(parts, "") {
+		return fmt.Errorf("%q is not an SNS topic ARN: want arn:aws:sns:REGION:ACCOUNT:TOPIC", arn)
+	}
+	return nil
+}
+
 // UnwrapSNS hands h the notification inside an SNS envelope instead of the
 // envelope, so the same handler works with and without raw message delivery.
 // The envelope's message attributes become the message's attributes, along
-// with SNS-Topic-Arn and SNS-Subject. Other bodies pass through unchanged.
-func UnwrapSNS(h Handler) Handler {
+// with SNS-Topic-Arn and SNS-Subject. Other bodies pass through, without
+// SNS-Topic-Arn and SNS-Subject attributes of their own.
+func UnwrapSNS(h Handler, cfg SNSConfig, logger *zap.Logger) Handler {
+	logger = logger.Named("sns")
+	allowed := slices.Clone(cfg.TopicARNs)
 	return Func(func(ctx context.Context, msg *message.Message) error {
-		if inner, ok := unwrapSNS(msg); ok {
-			return h.Handle(ctx, inner)
+		inner, ok := unwrapSNS(msg)
+		if !ok {
+			return h.Handle(ctx, withoutSNSAttributes(msg))
 		}
-		return h.Handle(ctx, msg)
+		topic, _ := inner.StringAttribute(snsTopicArnAttr)
+		if len(allowed) > 0 && !slices.Contains(allowed, topic) {
+			logger.Warn("SNS envelope names a topic not allowed: failing the message, which ends in the dead-letter queue if the queue has one",
+				zap.String("message_id", msg.ID), zap.String("topic_arn", topic), zap.Strings("allowed", allowed))
+			return fmt.Errorf("message %s: %w: %s", msg.ID, ErrSNSTopic, topic)
+		}
+		return h.Handle(ctx, inner)
 	})
+}
+
+// withoutSNSAttributes is msg, or a copy of it without the attributes an
+// unwrapped envelope sets.
+func withoutSNSAttributes(msg *message.Message) *message.Message {
+	_, topic := msg.Attributes[snsTopicArnAttr]
+	_, subject := msg.Attributes[snsSubjectAttr]
+	if !topic && !subject {
+		return msg
+	}
+	out := *msg
+	out.Attributes = maps.Clone(msg.Attributes)
+	delete(out.Attributes, snsTopicArnAttr)
+	delete(out.Attributes, snsSubjectAttr)
+	return &out
 }
 
 // unwrapSNS returns a copy of msg with the envelope removed; msg itself is
@@ -75,9 +136,10 @@ func unwrapSNS(msg *message.Message) (*message.Message, bool) {
 			out.Attributes[name] = types.MessageAttributeValue{DataType: ptr(a.Type), BinaryValue: b}
 		}
 	}
-	out.Attributes["SNS-Topic-Arn"] = types.MessageAttributeValue{DataType: ptr("String"), StringValue: ptr(env.TopicArn)}
+	out.Attributes[snsTopicArnAttr] = types.MessageAttributeValue{DataType: ptr("String"), StringValue: ptr(env.TopicArn)}
+	delete(out.Attributes, snsSubjectAttr)
 	if env.Subject != "" {
-		out.Attributes["SNS-Subject"] = types.MessageAttributeValue{DataType: ptr("String"), StringValue: ptr(env.Subject)}
+		out.Attributes[snsSubjectAttr] = types.MessageAttributeValue{DataType: ptr("String"), StringValue: ptr(env.Subject)}
 	}
 	return &out, true
 }

@@ -3,9 +3,13 @@ package handler
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sqsworker/sqsworker/internal/message"
 )
@@ -85,7 +89,7 @@ func TestUnwrapSNS(t *testing.T) {
 			h := UnwrapSNS(Func(func(_ context.Context, m *message.Message) error {
 				got = m
 				return wantErr
-			}))
+			}), SNSConfig{}, zap.NewNop())
 			if err := h.Handle(t.Context(), msg); !errors.Is(err, wantErr) {
 				t.Fatalf("Handle error = %v; want the inner handler's", err)
 			}
@@ -116,6 +120,108 @@ func TestUnwrapSNS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnwrapSNSTopics: with TopicARNs, an envelope naming another topic
+// fails its message, with a warning that names the topic, and the handler
+// never sees it; bodies that are no envelope pass through.
+func TestUnwrapSNSTopics(t *testing.T) {
+	t.Parallel()
+	const allowed, other = "arn:aws:sns:eu-west-1:123456789012:orders", "arn:aws:sns:eu-west-1:999999999999:evil"
+	envelope := func(topic string) string {
+		return `{"Type":"Notification","MessageId":"m","TopicArn":"` + topic + `","Message":"inner"}`
+	}
+	tests := []struct {
+		name     string
+		topics   []string
+		body     string
+		wantBody string // what the handler gets; "" when it is not called
+	}{
+		{name: "allowed topic", topics: []string{other, allowed}, body: envelope(allowed), wantBody: "inner"},
+		{name: "other topic", topics: []string{allowed}, body: envelope(other)},
+		{name: "no allow-list", body: envelope(other), wantBody: "inner"},
+		{name: "not an envelope", topics: []string{allowed}, body: "plain", wantBody: "plain"},
+		{name: "not a notification", topics: []string{allowed}, body: `{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"` + other + `","Message":"x"}`,
+			wantBody: `{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"` + other + `","Message":"x"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			core, logs := observer.New(zapcore.InfoLevel)
+			var got *message.Message
+			h := UnwrapSNS(Func(func(_ context.Context, m *message.Message) error {
+				got = m
+				return nil
+			}), SNSConfig{TopicARNs: tt.topics}, zap.New(core))
+			err := h.Handle(t.Context(), &message.Message{ID: "sqs-1", Body: tt.body})
+			if tt.wantBody == "" {
+				if !errors.Is(err, ErrSNSTopic) || !strings.Contains(err.Error(), other) || got != nil {
+					t.Errorf("Handle = %v, handler called: %v; want ErrSNSTopic naming %s and no call", err, got != nil, other)
+				}
+				warns := logs.FilterMessageSnippet("topic not allowed").All()
+				if len(warns) != 1 || warns[0].Level != zapcore.WarnLevel || warns[0].ContextMap()["topic_arn"] != other {
+					t.Errorf("log %v; want one warning naming topic_arn %s", logs.All(), other)
+				}
+				return
+			}
+			if err != nil || got == nil || got.Body != tt.wantBody {
+				t.Errorf("Handle = %v, handler got %+v; want body %q", err, got, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestUnwrapSNSAttributesOnlyFromEnvelopes: SNS-Topic-Arn and SNS-Subject
+// set by whoever sent the message never reach the handler: only an
+// unwrapped envelope sets them.
+func TestUnwrapSNSAttributesOnlyFromEnvelopes(t *testing.T) {
+	t.Parallel()
+	forged := map[string]types.MessageAttributeValue{
+		"SNS-Topic-Arn": {DataType: ptr("String"), StringValue: ptr("arn:aws:sns:eu-west-1:123456789012:orders")},
+		"SNS-Subject":   {DataType: ptr("String"), StringValue: ptr("forged")},
+		"Tenant":        {DataType: ptr("String"), StringValue: ptr("acme")},
+	}
+	tests := []struct {
+		name, body, wantTopic, wantSubject string
+	}{
+		{name: "raw message", body: "plain"},
+		{name: "envelope without subject", body: `{"Type":"Notification","MessageId":"m","TopicArn":"arn:aws:sns:eu-west-1:1:t","Message":"x"}`,
+			wantTopic: "arn:aws:sns:eu-west-1:1:t"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			msg := &message.Message{ID: "sqs-1", Body: tt.body, Attributes: forged}
+			var got *message.Message
+			h := UnwrapSNS(Func(func(_ context.Context, m *message.Message) error { got = m; return nil }), SNSConfig{}, zap.NewNop())
+			if err := h.Handle(t.Context(), msg); err != nil {
+				t.Fatal(err)
+			}
+			topic, _ := got.StringAttribute("SNS-Topic-Arn")
+			subject, _ := got.StringAttribute("SNS-Subject")
+			tenant, _ := got.StringAttribute("Tenant")
+			if topic != tt.wantTopic || subject != tt.wantSubject || tenant != "acme" {
+				t.Errorf("handler got SNS-Topic-Arn %q SNS-Subject %q Tenant %q; want %q, %q, acme", topic, subject, tenant, tt.wantTopic, tt.wantSubject)
+			}
+			if len(msg.Attributes) != 3 {
+				t.Errorf("the original message lost attributes: %v", msg.Attributes)
+			}
+		})
+	}
+}
+
+func TestCheckTopicARN(t *testing.T) {
+	t.Parallel()
+	for _, arn := range []string{"arn:aws:sns:eu-west-1:123456789012:orders", "arn:aws-cn:sns:cn-north-1:123456789012:orders.fifo"} {
+		if err := CheckTopicARN(arn); err != nil {
+			t.Errorf("CheckTopicARN(%q) = %v; want nil", arn, err)
+		}
+	}
+	for _, arn := range []string{"", "orders", "arn:aws:sqs:eu-west-1:123456789012:orders", "arn:aws:sns:eu-west-1:123456789012", "arn:aws:sns::123456789012:orders"} {
+		if err := CheckTopicARN(arn); err == nil {
+			t.Errorf("CheckTopicARN(%q) = nil; want an error", arn)
+		}
 	}
 }
 

@@ -43,10 +43,11 @@ func (h *Health) Ready() (bool, string) {
 	return true, "ok"
 }
 
-// Server serves /metrics, /healthz and /readyz, and /debug/pprof/ when
-// asked to.
+// Server serves /metrics, /healthz and /readyz (Listen), or
+// /debug/pprof/ (ListenPprof), on a listener of its own.
 type Server struct {
 	startstop.Lifecycle
+	name   string // what it serves, for errors: "metrics server"
 	srv    *http.Server
 	ln     net.Listener
 	failed chan struct{} // closed when serving failed; err says why
@@ -56,12 +57,7 @@ type Server struct {
 // Listen binds addr now, so that a taken port is an error at start-up
 // rather than a log line later. It adds h's readiness to m, as
 // sqsworker_ready; call it once per Metrics.
-func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
-	}
-	m.exportReady(h)
+func Listen(addr string, m *Metrics, h *Health) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -74,14 +70,36 @@ func Listen(addr string, m *Metrics, h *Health, withPprof bool) (*Server, error)
 		}
 		_, _ = w.Write([]byte(why + "\n"))
 	})
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s, err := listen("metrics", addr, mux)
+	if err != nil {
+		return nil, err
 	}
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, failed: make(chan struct{})}, nil
+	m.exportReady(h)
+	return s, nil
+}
+
+// ListenPprof binds addr now and serves net/http/pprof's profiles there
+// once started: on a listener of its own, so that they can stay on
+// loopback while the metrics are scraped from elsewhere. The command line
+// (/debug/pprof/cmdline) is not served: it may carry secrets.
+func ListenPprof(addr string) (*Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not served: the command line may carry secrets", http.StatusNotFound)
+	})
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return listen("pprof", addr, mux)
+}
+
+func listen(what, addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
+	}
+	return &Server{name: what + " server", ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, failed: make(chan struct{})}, nil
 }
 
 // Addr is the address the server listens on.
@@ -95,7 +113,7 @@ func (s *Server) Start(context.Context) error {
 	go func() {
 		defer s.Stopped()
 		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.err = fmt.Errorf("metrics server: %w", err)
+			s.err = fmt.Errorf("%s: %w", s.name, err)
 			close(s.failed)
 		}
 	}()

@@ -19,15 +19,16 @@ func TestMain(m *testing.M) {
 // startServer serves m and h on a loopback port until the test ends.
 func startServer(t *testing.T, m *Metrics, h *Health) (base string, client *http.Client) {
 	t.Helper()
-	return startServerWith(t, m, h, false)
-}
-
-func startServerWith(t *testing.T, m *Metrics, h *Health, withPprof bool) (base string, client *http.Client) {
-	t.Helper()
-	srv, err := Listen("127.0.0.1:0", m, h, withPprof)
+	srv, err := Listen("127.0.0.1:0", m, h)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
+	return serve(t, srv)
+}
+
+// serve starts srv and stops it when the test ends.
+func serve(t *testing.T, srv *Server) (base string, client *http.Client) {
+	t.Helper()
 	if err := srv.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -186,7 +187,7 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute), false)
+	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute))
 	if err == nil {
 		srv.ln.Close()
 		t.Fatal("Listen on a taken address succeeded")
@@ -198,7 +199,7 @@ func TestListenAddressInUse(t *testing.T) {
 
 func TestStopBeforeStartClosesTheListener(t *testing.T) {
 	t.Parallel()
-	srv, err := Listen("127.0.0.1:0", New(), NewHealth(time.Minute), false)
+	srv, err := Listen("127.0.0.1:0", New(), NewHealth(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,13 +216,34 @@ func TestStopBeforeStartClosesTheListener(t *testing.T) {
 	ln.Close()
 }
 
-func TestPprofOnlyWhenAsked(t *testing.T) {
+// TestPprofOnItsOwnListener: the metrics listener serves no profiles;
+// the pprof listener serves them, but not the command line, which may
+// carry secrets.
+func TestPprofOnItsOwnListener(t *testing.T) {
 	t.Parallel()
-	for _, on := range []bool{false, true} {
-		base, client := startServerWith(t, New(), NewHealth(time.Minute), on)
-		code, _ := get(t, client, base+"/debug/pprof/")
-		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; code != want {
-			t.Errorf("pprof %v: GET /debug/pprof/ = %d; want %d", on, code, want)
+	metricsBase, client := startServer(t, New(), NewHealth(time.Minute))
+	if code, _ := get(t, client, metricsBase+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("metrics listener: GET /debug/pprof/ = %d; want 404", code)
+	}
+	srv, err := ListenPprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("ListenPprof: %v", err)
+	}
+	base, client := serve(t, srv)
+	tests := []struct {
+		path     string
+		wantCode int
+		want     string
+	}{
+		{path: "/debug/pprof/", wantCode: http.StatusOK, want: "goroutine"},
+		{path: "/debug/pprof/goroutine?debug=1", wantCode: http.StatusOK, want: "goroutine profile"},
+		{path: "/debug/pprof/cmdline", wantCode: http.StatusNotFound, want: "not served"},
+		{path: "/metrics", wantCode: http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		code, body := get(t, client, base+tt.path)
+		if code != tt.wantCode || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s = %d %q; want %d and %q", tt.path, code, body, tt.wantCode, tt.want)
 		}
 	}
 }

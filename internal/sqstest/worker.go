@@ -45,6 +45,8 @@ type Worker struct {
 	// MetricsAddr is where it serves /metrics, /healthz and /readyz
 	// (host:port), as its "worker started" line says.
 	MetricsAddr string
+	// PprofAddr is where it serves /debug/pprof/, "" when it does not.
+	PprofAddr string
 }
 
 // WorkerOptions shape Server.StartWorker.
@@ -64,6 +66,7 @@ type WorkerOptions struct {
 type startedLine struct {
 	Msg         string `json:"msg"`
 	MetricsAddr string `json:"metrics_addr"`
+	PprofAddr   string `json:"pprof_addr"`
 }
 
 // StartWorker runs `worker run` from bin against the server and waits for
@@ -88,7 +91,7 @@ func (s *Server) StartWorker(bin string, o WorkerOptions) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{Process: p, MetricsAddr: started.MetricsAddr}, nil
+	return &Worker{Process: p, MetricsAddr: started.MetricsAddr, PprofAddr: started.PprofAddr}, nil
 }
 
 // Scrape reads the worker's /metrics.

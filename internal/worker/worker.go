@@ -37,6 +37,7 @@ type Worker struct {
 	metrics  *metrics.Metrics
 	health   *metrics.Health
 	server   *metrics.Server
+	pprof    *metrics.Server // nil unless Config.Pprof or PprofAddr
 	leases   *lease.Table
 	deleter  *ack.Deleter
 	fetcher  *fetch.Fetcher
@@ -108,8 +109,14 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	}
 	cfg = w.cfg // QueueURL resolved from --queue
 	if cfg.MetricsAddr != "" {
-		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health, cfg.Pprof); err != nil {
+		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health); err != nil {
 			return nil, &config.FieldError{Field: "MetricsAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
+		}
+	}
+	if addr := cfg.PprofListenAddr(); addr != "" {
+		if w.pprof, err = metrics.ListenPprof(addr); err != nil {
+			_ = w.stopServer(ctx) // closes the metrics listener
+			return nil, &config.FieldError{Field: "PprofAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
 		}
 	}
 
@@ -189,6 +196,14 @@ func (w *Worker) MetricsAddr() string {
 	return w.server.Addr()
 }
 
+// PprofAddr is the address /debug/pprof/ is served on, "" without it.
+func (w *Worker) PprofAddr() string {
+	if w.pprof == nil {
+		return ""
+	}
+	return w.pprof.Addr()
+}
+
 // Start runs the pipeline in the background until Stop or StopAndCancel,
 // or until it cannot go on (the queue is gone, the metrics server failed).
 func (w *Worker) Start(ctx context.Context) error {
@@ -197,8 +212,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	// Receivers before senders: what a part hands on has somewhere to go.
 	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.guard.Start, w.pool.Start, w.depths.Start}
-	if w.server != nil {
-		starts = append(starts, w.server.Start)
+	for _, s := range []*metrics.Server{w.server, w.pprof} {
+		if s != nil {
+			starts = append(starts, s.Start)
+		}
 	}
 	starts = append(starts, w.fetcher.Start)
 	for _, start := range starts {
@@ -210,7 +227,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
 		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
 		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
-		zap.String("metrics_addr", w.MetricsAddr()))
+		zap.String("metrics_addr", w.MetricsAddr()), zap.String("pprof_addr", w.PprofAddr()))
 	go w.supervise()
 	return nil
 }
@@ -254,9 +271,12 @@ func (w *Worker) Err() error {
 // supervise waits for a stop, or a part that cannot go on, then shuts
 // down.
 func (w *Worker) supervise() {
-	var serverFailed <-chan struct{} // nil, so never ready, without a server
+	var serverFailed, pprofFailed <-chan struct{} // nil, so never ready, without a server
 	if w.server != nil {
 		serverFailed = w.server.Failed()
+	}
+	if w.pprof != nil {
+		pprofFailed = w.pprof.Failed()
 	}
 	var idle <-chan time.Time // nil, so never ready, without an idle timeout
 	if w.cfg.IdleTimeout > 0 {
@@ -280,6 +300,11 @@ func (w *Worker) supervise() {
 		case <-serverFailed:
 			w.err = w.server.Err()
 			w.log.Error("stopping: metrics server failed", zap.Error(w.err))
+		case <-pprofFailed:
+			// Profiles are for people debugging; the work goes on without them.
+			w.log.Warn("pprof server failed: profiles are no longer served", zap.Error(w.pprof.Err()))
+			pprofFailed = nil
+			continue
 		case <-idle:
 			since := time.Since(w.fetcher.LastReceived())
 			if since < w.cfg.IdleTimeout {
@@ -313,7 +338,7 @@ func (w *Worker) supervise() {
 // final delete flush (on a context nothing cancels, until the deadline
 // but for at least a moment), then, once the last polls are back, the
 // lease table (heartbeats go on until here so leases stay valid), the
-// queue-depth poller, and last the metrics server.
+// queue-depth poller, and last the metrics and pprof servers.
 func (w *Worker) shutdown() {
 	hardline := time.Now().Add(w.cfg.ShutdownTimeout)
 	handlersCtx, cancelHandlers := context.WithDeadline(context.Background(), hardline.Add(-shutdownReserve(w.cfg.ShutdownTimeout)))
@@ -348,6 +373,7 @@ func (w *Worker) shutdown() {
 		{"lease table", func() error { return w.leases.Stop(flushCtx) }},
 		{"queue stats", func() error { return w.depths.Stop(flushCtx) }},
 		{"metrics server", func() error { return w.stopServer(flushCtx) }},
+		{"pprof server", func() error { return stopServer(flushCtx, w.pprof) }},
 	}
 	for _, s := range steps {
 		if err := s.stop(); err != nil {
@@ -366,11 +392,13 @@ func (w *Worker) shutdown() {
 	w.log.Info("worker stopped", fields...)
 }
 
-func (w *Worker) stopServer(ctx context.Context) error {
-	if w.server == nil {
+func (w *Worker) stopServer(ctx context.Context) error { return stopServer(ctx, w.server) }
+
+func stopServer(ctx context.Context, s *metrics.Server) error {
+	if s == nil {
 		return nil
 	}
-	return w.server.Stop(ctx)
+	return s.Stop(ctx)
 }
 
 // forcedExit bounds what is left of the shutdown after StopAndCancel.
