@@ -37,10 +37,10 @@ type Config struct {
 	// DisableBreaker turns the circuit breaker off: every failure is the
 	// message's, and messages are never held.
 	DisableBreaker bool
-	// FailureRate and MinFailures are the breaker's rule: it opens when,
-	// within Window, at least MinFailures handler calls failed for the
-	// downstream's reasons and they were at least FailureRate of the calls
-	// that ended. Failures of the message's own (a 500, a non-zero exit)
+	// FailureRate and MinFailures are the breaker's rule: it opens after
+	// MinFailures handler calls in a row failed for the downstream's
+	// reasons, or when, within Window, at least MinFailures did and they
+	// were at least FailureRate of the calls that ended. Failures of the message's own (a 500, a non-zero exit)
 	// count as calls the downstream answered. Default to 0.5, 10 and 10s.
 	FailureRate float64
 	MinFailures int
@@ -168,7 +168,13 @@ func New(cfg Config, log *zap.Logger, m *metrics.Metrics) *Guard {
 	return g
 }
 
+// readyToTrip: MinFailures downstream failures in a row, or at least
+// MinFailures that are FailureRate of the calls ended within the window
+// (the successes just before an outage stay in the window for a while).
 func (g *Guard) readyToTrip(c gobreaker.Counts) bool {
+	if int(c.ConsecutiveFailures) >= g.cfg.MinFailures {
+		return true
+	}
 	ended := c.TotalSuccesses + c.TotalFailures
 	return int(c.TotalFailures) >= g.cfg.MinFailures && float64(c.TotalFailures) >= g.cfg.FailureRate*float64(ended)
 }

@@ -139,3 +139,28 @@ func TestDeadLetterNow(t *testing.T) {
 		})
 	}
 }
+
+// On its last receive, a message that failed for the downstream's reasons
+// is kept and retried here, never handed back for SQS to dead-letter.
+func TestLastReceiveKeptThroughDownstreamFailures(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	h := handler.Func(func(context.Context, *message.Message) error {
+		if calls.Add(1) <= 6 {
+			return handler.Unavailable(errors.New("502"), false)
+		}
+		return nil
+	})
+	tp := newTestPool(Config{Concurrency: 1, MaxReceiveCount: 5}, h)
+	tp.cfg.Gate = newGate(t, tp.metrics, downstream.Config{Concurrency: 1, DisableBreaker: true})
+	wait(t, tp.start(context.Background(), feed(newMessage("m", 5))), "the pool")
+	if n := calls.Load(); n != 7 {
+		t.Errorf("%d calls, want 7: six failures kept here, then the success", n)
+	}
+	if r := tp.leases.snapshot().retries; len(r) != 0 {
+		t.Errorf("handed back to SQS %d times on its last receive; want 0", len(r))
+	}
+	if len(tp.acker.all()) != 1 {
+		t.Error("not deleted after the success")
+	}
+}

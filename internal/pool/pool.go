@@ -345,6 +345,10 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 		p.log.Warn("handler failed on the message's last receive; releasing it now so SQS moves it to the dead-letter queue", fields...)
 	case outcome == metrics.OutcomePanic:
 		p.log.Error("handler panicked; will retry the message", fields...)
+	case downstream.Classify(err).Downstream():
+		// The downstream's failure, not the message's: the breaker's
+		// state changes are the lines to read, not one per message.
+		p.log.Debug("downstream failed; will retry the message", fields...)
 	default:
 		p.log.Info("handler failed; will retry the message", fields...)
 	}

@@ -58,7 +58,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 				}
 				continue
 			}
-			if d, ok := p.localRetry(retries, err); ok {
+			if d, ok := p.localRetry(msg, retries, err); ok {
 				if !p.sleep(ctx, d) {
 					p.notStarted(workCtx, msg)
 					return false
@@ -77,15 +77,31 @@ const (
 	localRetries      = 3
 	localRetryBackoff = 100 * time.Millisecond
 	maxLocalRetryWait = 5 * time.Second
+	// lastReceiveMaxWait caps the backoff of a message kept on its last
+	// receive.
+	lastReceiveMaxWait = 30 * time.Second
 )
 
 // localRetry says whether to run the message again here, and after how
 // long: a delay the downstream asked for, else a short doubling backoff.
-func (p *Pool) localRetry(retries int, err error) (time.Duration, bool) {
-	if p.cfg.Gate == nil || retries >= localRetries {
+// On the message's last receive it is always kept: handed back, SQS
+// would move it to the dead-letter queue for a failure that is not its
+// own. It is retried here, backing off to lastReceiveMaxWait, until the
+// downstream takes it or its lease ends (--max-processing-time).
+func (p *Pool) localRetry(msg *message.Message, retries int, err error) (time.Duration, bool) {
+	if p.cfg.Gate == nil {
 		return 0, false
 	}
 	d, asked := handler.RetryAfter(err)
+	if p.cfg.MaxReceiveCount > 0 && msg.ReceiveCount >= p.cfg.MaxReceiveCount {
+		if !asked {
+			d = backoff.Jitter(backoff.Exponential(retries+1, localRetryBackoff, lastReceiveMaxWait))
+		}
+		return min(d, lastReceiveMaxWait), true
+	}
+	if retries >= localRetries {
+		return 0, false
+	}
 	if !asked {
 		d = backoff.Jitter(localRetryBackoff << retries)
 	}
