@@ -470,19 +470,7 @@ func TestHandlerDeadLettersAMessageAtOnce(t *testing.T) {
 func TestFIFOOrderKeptThroughAnOutage(t *testing.T) {
 	t.Parallel()
 	const groups, perGroup, maxReceives = 8, 60, 5
-	q, err := server.CreateQueue(t.Context(), "outage-fifo", sqstest.QueueOptions{FIFO: true, MaxReceiveCount: maxReceives})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sent []string
-	for i := 0; i < perGroup; i++ {
-		for g := 0; g < groups; g++ {
-			sent = append(sent, fmt.Sprintf("g%02d-%04d", g, i))
-		}
-	}
-	if err := server.SendBodies(t.Context(), q.URL, sent, func(i int) string { return sent[i][:3] }); err != nil {
-		t.Fatal(err)
-	}
+	q, sent := sendGroups(t, "outage-fifo", groups, perGroup, sqstest.QueueOptions{FIFO: true, MaxReceiveCount: maxReceives})
 	e := newEndpoint(t, takes(10*time.Millisecond))
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", e.url(), "--wait-time", "1s")
 
@@ -509,17 +497,7 @@ func TestFIFOOrderKeptThroughAnOutage(t *testing.T) {
 		seq, _ := strconv.Atoi(b[4:])
 		order[b[:3]] = append(order[b[:3]], seq)
 	}
-	outOfOrder := 0
-	for g, seqs := range order {
-		for i, s := range seqs {
-			if s != i {
-				outOfOrder++
-				if outOfOrder <= 5 {
-					t.Errorf("group %s: first success #%d was message %d", g, i, s)
-				}
-			}
-		}
-	}
+	outOfOrder := countOutOfOrder(t, order)
 	dlq := depth(t, q.DLQURL)
 	refused := 0
 	for _, c := range calls {
