@@ -62,6 +62,9 @@ func runDrain(ctx context.Context, std stdio, t target, path string, cfg drain.C
 	defer func() { _ = log.Sync() }()
 	cfg.QueueURL = q.URL
 	cfg.FIFO = isFIFO(q)
+	if !cfg.Keep {
+		fmt.Fprintf(std.err, "draining %s (messages are deleted after their line is written; --keep keeps them)\n", q.URL)
+	}
 	bar := startProgress(ctx, std, client, q, "drain")
 	defer bar.Close()
 	cfg.OnProgress = func(r drain.Report) { bar.Set(r.Written) }

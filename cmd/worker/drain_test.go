@@ -117,7 +117,8 @@ func TestDrainToStdoutIsOnlyLines(t *testing.T) {
 	if lost, dup := countLostAndDuplicates(sent, got); lost != 0 || dup != 0 || len(got) != n {
 		t.Errorf("stdout held %d messages, %d lost, %d twice; want each of %d once", len(got), lost, dup, n)
 	}
-	if want := fmt.Sprintf("drain: %d messages from %s written to stdout and deleted; %s is empty\n", n, q.Name, q.Name); stderr != want {
+	if want := fmt.Sprintf("draining %s (messages are deleted after their line is written; --keep keeps them)\n"+
+		"drain: %d messages from %s written to stdout and deleted; %s is empty\n", q.URL, n, q.Name, q.Name); stderr != want {
 		t.Errorf("stderr %q, want %q", stderr, want)
 	}
 	if d := depth(t, q.URL); d != (sqstest.Depth{}) {

@@ -32,6 +32,15 @@ type flagSet struct {
 	groups []flagGroup       // in the order --help shows them
 	fields map[string]string // Go field name → flag name
 	env    func(string) (string, bool)
+	// settings are pairs of flags that give one setting two ways.
+	settings []setting
+}
+
+// setting is one setting given by either of two flags, such as the queue
+// by URL or by name.
+type setting struct {
+	what string // "the queue to drain"
+	a, b string // the flags' names
 }
 
 type flagGroup struct {
@@ -132,10 +141,16 @@ func findField(s, p reflect.Value) (string, bool) {
 func (f *flagSet) flagFor(field string) string { return f.fields[field] }
 
 // parse reads the SQSWORKER_ variables, then args (which win), turning
-// the flag package's multi-line complaints into one line. --help writes
-// the grouped usage to out and returns flag.ErrHelp.
+// the flag package's multi-line complaints into one line; the variables
+// of a setting given two ways (oneSetting) are read only when args give
+// it neither way. --help writes the grouped usage to out and returns
+// flag.ErrHelp.
 func (f *flagSet) parse(cmd *command, args []string, out io.Writer) error {
-	if err := f.applyEnv(); err != nil {
+	deferred := map[string]bool{}
+	for _, s := range f.settings {
+		deferred[s.a], deferred[s.b] = true, true
+	}
+	if err := f.applyEnv(deferred); err != nil {
 		return usageErr(err)
 	}
 	if err := f.fs.Parse(args); err != nil {
@@ -150,6 +165,9 @@ func (f *flagSet) parse(cmd *command, args []string, out io.Writer) error {
 	}
 	if f.fs.NArg() > 0 {
 		return usageErr(fmt.Errorf("unexpected argument %q (see worker %s --help)", f.fs.Arg(0), cmd.name))
+	}
+	if err := f.applySettings(); err != nil {
+		return usageErr(err)
 	}
 	return nil
 }
@@ -177,16 +195,66 @@ func (f *flagSet) reason(name, reason string) string {
 	return reason
 }
 
-func (f *flagSet) applyEnv() error {
+// applyEnv sets every flag not in skip from its SQSWORKER_ variable.
+func (f *flagSet) applyEnv(skip map[string]bool) error {
 	var err error
 	f.fs.VisitAll(func(fl *flag.Flag) {
-		if v, ok := f.env(envName(fl.Name)); ok && err == nil {
-			if e := f.fs.Set(fl.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %s", envName(fl.Name), v, f.reason(fl.Name, e.Error()))
-			}
+		if v, ok := f.env(envName(fl.Name)); ok && err == nil && !skip[fl.Name] {
+			err = f.setFromEnv(fl.Name, v)
 		}
 	})
 	return err
+}
+
+func (f *flagSet) setFromEnv(name, v string) error {
+	if err := f.fs.Set(name, v); err != nil {
+		return fmt.Errorf("%s=%q: %s", envName(name), v, f.reason(name, err.Error()))
+	}
+	return nil
+}
+
+// oneSetting declares flags a and b (declared already) as two ways of
+// giving one setting, what: the command line beats the environment
+// whichever way each gives it, and both ways on the same level is a
+// usage error, so that a variable left in the environment never picks
+// the queue a command line meant to name otherwise.
+func (f *flagSet) oneSetting(what, a, b string) {
+	f.settings = append(f.settings, setting{what: what, a: a, b: b})
+}
+
+// applySettings, once args are parsed, refuses a setting given both ways
+// on the command line, and, for a setting the command line does not
+// give, reads its variables, refusing both set (an empty variable gives
+// nothing).
+func (f *flagSet) applySettings() error {
+	given := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for _, s := range f.settings {
+		switch {
+		case given[s.a] && given[s.b]:
+			va, vb := f.fs.Lookup(s.a).Value.String(), f.fs.Lookup(s.b).Value.String()
+			return fmt.Errorf("--%s %s and --%s %s both name %s: drop --%s to use %s, or --%s to use %s",
+				s.a, va, s.b, vb, s.what, s.b, va, s.a, vb)
+		case given[s.a] || given[s.b]:
+			continue
+		}
+		va, _ := f.env(envName(s.a))
+		vb, _ := f.env(envName(s.b))
+		switch {
+		case va != "" && vb != "":
+			return fmt.Errorf("%s=%s and %s=%s both name %s: unset %s to use %s, or %s to use %s (--%s or --%s on the command line overrides both)",
+				envName(s.a), va, envName(s.b), vb, s.what, envName(s.b), va, envName(s.a), vb, s.a, s.b)
+		case va != "":
+			if err := f.setFromEnv(s.a, va); err != nil {
+				return err
+			}
+		case vb != "":
+			if err := f.setFromEnv(s.b, vb); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // explain names flags where err, a config.FieldError, names the Config
@@ -233,11 +301,13 @@ func indent(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// queueFlags declares the flags every subcommand names its queue with.
+// queueFlags declares the flags every subcommand names its queue with:
+// --queue-url and --queue are one setting (oneSetting).
 func queueFlags(f *flagSet, queueURL, queue, endpoint, region *string, what string) {
 	f.group("Queue")
 	f.Var(queueURL, "queue-url", "URL of the queue to "+what)
-	f.Var(queue, "queue", "name of the queue to "+what+", resolved with GetQueueUrl (instead of --queue-url)")
+	f.Var(queue, "queue", "name of the queue to "+what+", resolved with GetQueueUrl; instead of --queue-url, not with it (on the command line, either overrides both variables)")
+	f.oneSetting("the queue to "+what, "queue-url", "queue")
 	endpointFlags(f, endpoint, region)
 }
 

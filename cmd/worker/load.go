@@ -48,6 +48,7 @@ func runLoad(ctx context.Context, std stdio, t target, path string, cfg load.Con
 	}
 	cfg.QueueURL = q.URL
 	cfg.FIFO = isFIFO(q)
+	fmt.Fprintf(std.err, "loading %s into %s\n", name, q.URL)
 	bar := progress.New(std.err, progress.Options{Total: size, Bytes: true, Description: "load"})
 	defer bar.Close()
 	cfg.OnProblem = func(p load.Problem) {

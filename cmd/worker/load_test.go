@@ -21,8 +21,14 @@ import (
 // as its input, and returns what it wrote and its exit status.
 func tool(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return toolEnv(t, append(os.Environ(), server.Env()...), stdin, args...)
+}
+
+// toolEnv is tool with the environment env, the whole of it.
+func toolEnv(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(workerBin, args...)
-	cmd.Env = append(os.Environ(), server.Env()...)
+	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -74,7 +80,7 @@ func TestLoadSendsEveryLine(t *testing.T) {
 			if code != 0 || stdout != "" {
 				t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 			}
-			if want := fmt.Sprintf("load: %d lines from %s: %d sent to %s\n", n, path, n, q.Name); stderr != want {
+			if want := fmt.Sprintf("loading %s into %s\nload: %d lines from %s: %d sent to %s\n", path, q.URL, n, path, n, q.Name); stderr != want {
 				t.Errorf("stderr %q, want %q", stderr, want)
 			}
 			got := map[string]string{}
@@ -160,14 +166,17 @@ func TestLoadMalformedLineNamesIt(t *testing.T) {
 	input := "{\"body\":\"one\"}\n{\"body\": oops}\n{\"body\":\"two\"}\n"
 	_, stderr, code := tool(t, input, "load", "--queue-url", q.URL)
 	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
-	if code != 1 || len(lines) != 2 {
-		t.Fatalf("exit %d, stderr:\n%s\nwant status 1, the bad line and a summary", code, stderr)
+	if code != 1 || len(lines) != 3 {
+		t.Fatalf("exit %d, stderr:\n%s\nwant status 1, the queue, the bad line and a summary", code, stderr)
 	}
-	if !strings.HasPrefix(lines[0], "worker: stdin:2: skipped: not valid JSON: invalid character 'o'") {
-		t.Errorf("first line %q, want it to name stdin:2 and why", lines[0])
+	if want := "loading stdin into " + q.URL; lines[0] != want {
+		t.Errorf("first line %q, want %q", lines[0], want)
 	}
-	if want := "worker: load: 3 lines from stdin: 2 sent to " + q.Name + ", 0 refused, 1 skipped"; !strings.HasPrefix(lines[1], want) {
-		t.Errorf("summary %q, want %q…", lines[1], want)
+	if !strings.HasPrefix(lines[1], "worker: stdin:2: skipped: not valid JSON: invalid character 'o'") {
+		t.Errorf("second line %q, want it to name stdin:2 and why", lines[1])
+	}
+	if want := "worker: load: 3 lines from stdin: 2 sent to " + q.Name + ", 0 refused, 1 skipped"; !strings.HasPrefix(lines[2], want) {
+		t.Errorf("summary %q, want %q…", lines[2], want)
 	}
 	if d := depth(t, q.URL); d.Visible != 2 {
 		t.Errorf("%d messages in the queue, want the 2 good lines", d.Visible)

@@ -112,7 +112,7 @@ func dispatch(args []string, std stdio) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return f.explain(act(ctx, std))
+	return f.explain(explainSQS(f, act(ctx, std)))
 }
 
 func lookup(name string) *command {
@@ -146,8 +146,10 @@ func help(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  %-7s %s\n", "help", "show a subcommand's flags: worker help load")
 	fmt.Fprint(out, `
 Every flag can also be set with an environment variable: --concurrency is
-SQSWORKER_CONCURRENCY; a flag on the command line wins. Exit status: 0 done,
-1 failed, 2 bad usage.
+SQSWORKER_CONCURRENCY; a flag on the command line wins. --queue-url and
+--queue are one setting: either on the command line overrides both
+variables, and both on the command line (or both variables) is bad usage.
+Exit status: 0 done, 1 failed, 2 bad usage.
 
 Example:
   worker run --queue orders --http-url http://127.0.0.1:8080/work

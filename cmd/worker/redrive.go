@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
@@ -52,14 +51,14 @@ worker redrive --from orders-dlq --to orders-retry --rate 50/s --max 1000`,
 		return func(ctx context.Context, std stdio) error {
 			from := target{EndpointURL: q.EndpointURL, Region: q.Region}
 			ref := sqsapi.ParseQueueRef(q.From)
-			from.QueueURL, from.Queue = ref.URL, ref.Name
+			from.URL, from.Name = ref.URL, ref.Name
 			return runRedrive(ctx, std, from, q.To, cfg)
 		}
 	},
 }
 
 func runRedrive(ctx context.Context, std stdio, from target, to string, cfg redrive.Config) error {
-	if from.QueueURL == "" && from.Queue == "" {
+	if from.URL == "" && from.Name == "" {
 		return usageErr(&config.FieldError{Field: "From", Msg: "is required: the dead-letter queue to move messages from"})
 	}
 	if err := cfg.Validate(); err != nil {
@@ -71,11 +70,12 @@ func runRedrive(ctx context.Context, std stdio, from target, to string, cfg redr
 	}
 	cfg.From = dlq
 	if to != "" {
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		q, err := sqsapi.ResolveQueue(rctx, client, sqsapi.ParseQueueRef(to), from.EndpointURL)
-		cancel()
+		q, err := from.resolve(ctx, client, sqsapi.ParseQueueRef(to))
 		if err != nil {
 			return err
+		}
+		if q.URL == dlq.URL {
+			return usageErr(&config.FieldError{Field: "To", Msg: fmt.Sprintf("is %s, the queue messages are moved from: name another queue", dlq.Name())})
 		}
 		cfg.To = &q
 	}
@@ -92,6 +92,7 @@ func runRedrive(ctx context.Context, std stdio, from target, to string, cfg redr
 	}
 	defer func() { _ = log.Sync() }()
 	cfg.FIFO = isFIFO(dlq)
+	fmt.Fprintln(std.err, redriveStart(cfg))
 	bar := startProgress(ctx, std, client, dlq, "redrive")
 	defer bar.Close()
 	cfg.OnProgress = func(r redrive.Report) { bar.Set(r.Read) }
@@ -106,7 +107,20 @@ func runRedrive(ctx context.Context, std stdio, from target, to string, cfg redr
 	}
 	r, err := redrive.Run(ctx, cfg, client, log)
 	bar.Close()
-	return redriveSummary(std, cfg, r, err)
+	return redriveSummary(std, cfg, r, from.notSQS(err, client))
+}
+
+// redriveStart names the queues a redrive reads and sends to, resolved,
+// before it starts: one line on stderr.
+func redriveStart(cfg redrive.Config) string {
+	to := "each message's source queue"
+	if cfg.To != nil {
+		to = cfg.To.URL
+	}
+	if cfg.DryRun {
+		return fmt.Sprintf("redrive dry run: reading %s, to move to %s; nothing is moved or deleted", cfg.From.URL, to)
+	}
+	return fmt.Sprintf("redriving %s to %s (each message is deleted from the dead-letter queue once its copy is sent; --dry-run moves nothing)", cfg.From.URL, to)
 }
 
 // maxNamed is how many messages that stay are named one by one: a

@@ -31,8 +31,9 @@ func TestRedriveDryRunThenMoveWithAFilter(t *testing.T) {
 	dlq := q.Name + "-dlq"
 	filter := `(.message_attributes.n.string_value | tonumber) % 3 == 0`
 	stdout, stderr, code := tool(t, "", "redrive", "--from", dlq, "--filter", filter, "--dry-run", "--wait-time", "1s")
-	want := fmt.Sprintf("redrive: 15 would move of 45 messages read from %s (15 to %s); 30 did not match the filter: they stay in %s; nothing was moved or deleted\n",
-		dlq, q.Name, dlq)
+	want := fmt.Sprintf("redrive dry run: reading %s, to move to each message's source queue; nothing is moved or deleted\n"+
+		"redrive: 15 would move of 45 messages read from %s (15 to %s); 30 did not match the filter: they stay in %s; nothing was moved or deleted\n",
+		q.DLQURL, dlq, q.Name, dlq)
 	if code != 0 || stderr != want {
 		t.Fatalf("dry run: exit %d, stderr %q; want %q", code, stderr, want)
 	}
@@ -54,7 +55,8 @@ func TestRedriveDryRunThenMoveWithAFilter(t *testing.T) {
 	}
 
 	_, stderr, code = tool(t, "", "redrive", "--from", q.DLQURL, "--filter", filter, "--wait-time", "1s", "--rate", "500/s")
-	want = fmt.Sprintf("redrive: moved 15 of 45 messages read from %s (15 to %s); 30 did not match the filter: they stay in %s\n", dlq, q.Name, dlq)
+	want = fmt.Sprintf("redriving %s to each message's source queue (each message is deleted from the dead-letter queue once its copy is sent; --dry-run moves nothing)\n"+
+		"redrive: moved 15 of 45 messages read from %s (15 to %s); 30 did not match the filter: they stay in %s\n", q.DLQURL, dlq, q.Name, dlq)
 	if code != 0 || stderr != want {
 		t.Fatalf("redrive: exit %d, stderr %q; want %q", code, stderr, want)
 	}
@@ -119,7 +121,7 @@ func TestReadingToolsBadInputOneClearLine(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				_, stderr, code := tool(t, "", tt.args...)
-				got := strings.TrimRight(stderr, "\n")
+				got := strings.TrimRight(afterStartLine(stderr), "\n")
 				if code != tt.wantCode {
 					t.Errorf("exit status %d, want %d; stderr:\n%s", code, tt.wantCode, got)
 				}

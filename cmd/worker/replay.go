@@ -60,6 +60,7 @@ func runReplay(ctx context.Context, std stdio, t target, cfg config.Config, rc r
 		return err
 	}
 	rc.QueueURL, rc.FIFO = q.URL, isFIFO(q)
+	fmt.Fprintf(std.err, "replaying %s through the handler (each message is deleted once the handler succeeded)\n", q.URL)
 	bar := startProgress(ctx, std, client, q, "replay")
 	defer bar.Close()
 	r, err := replay.Run(ctx, rc, client, h, log)

@@ -26,7 +26,8 @@ func TestReplayStopsAtTheFirstFailureThenEmptiesTheQueue(t *testing.T) {
 		return http.StatusOK
 	})
 	_, stderr, code := tool(t, "", "replay", "--queue", dlq.Name, "--http-url", broken.srv.URL, "--wait-time", "1s")
-	m := regexp.MustCompile(`^worker: replay stopped at the first failure: message (\S+): (.*); it is back in ` +
+	m := regexp.MustCompile(`^replaying ` + regexp.QuoteMeta(dlq.URL) + ` through the handler \(each message is deleted once the handler succeeded\)\n` +
+		`worker: replay stopped at the first failure: message (\S+): (.*); it is back in ` +
 		regexp.QuoteMeta(dlq.Name) + `, visible, not deleted; (\d+) messages? of ` + regexp.QuoteMeta(dlq.Name) + ` handled and deleted before it\n$`).
 		FindStringSubmatch(stderr)
 	if code != 1 || m == nil || !strings.Contains(m[2], "422") {
@@ -40,7 +41,8 @@ func TestReplayStopsAtTheFirstFailureThenEmptiesTheQueue(t *testing.T) {
 	}
 	fixed := newRecorder(t, nil)
 	_, stderr, code = tool(t, "", "replay", "--queue", dlq.Name, "--http-url", fixed.srv.URL, "--wait-time", "1s", "--concurrency", "4")
-	if want := fmt.Sprintf("replay: %d messages of %s handled and deleted; %s is empty\n", n-deleted, dlq.Name, dlq.Name); code != 0 || stderr != want {
+	if want := fmt.Sprintf("replaying %s through the handler (each message is deleted once the handler succeeded)\n"+
+		"replay: %d messages of %s handled and deleted; %s is empty\n", dlq.URL, n-deleted, dlq.Name, dlq.Name); code != 0 || stderr != want {
 		t.Fatalf("replay through the fixed handler: exit %d, stderr %q; want %q", code, stderr, want)
 	}
 	got, _ := fixed.snapshot()

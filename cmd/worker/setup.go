@@ -38,9 +38,13 @@ worker setup --queue orders --subscribe arn:aws:sns:eu-west-1:123456789012:order
 }
 
 func runSetup(ctx context.Context, std stdio, t target, cfg setup.Config) error {
-	cfg.Queue = t.Queue
-	if t.QueueURL != "" {
-		cfg.Queue = sqsapi.QueueName(t.QueueURL)
+	ref, err := t.ref()
+	if err != nil {
+		return err
+	}
+	cfg.Queue = ref.Name
+	if ref.URL != "" {
+		cfg.Queue = sqsapi.QueueName(ref.URL)
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr(err)
@@ -60,7 +64,7 @@ func runSetup(ctx context.Context, std stdio, t target, cfg setup.Config) error 
 		fmt.Fprintln(std.out, c)
 	}
 	if err != nil {
-		return err
+		return t.notSQS(err, client)
 	}
 	what := cfg.Queue
 	if r.DLQURL != "" {

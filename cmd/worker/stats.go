@@ -47,7 +47,7 @@ func runStats(ctx context.Context, std stdio, t target, asJSON bool, every time.
 	}
 	r, err := stats.NewReader(ctx, client, q)
 	if err != nil {
-		return err
+		return t.notSQS(err, client)
 	}
 	p := &stats.Printer{W: std.out, JSON: asJSON}
 	s, err := r.Read(ctx)

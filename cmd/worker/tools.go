@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,40 +13,101 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
-// target is the queue a tool works on, named the way run names its queue.
+// target is the queue a tool works on, named the way run names its
+// queue: by URL or by name. (Its fields are not called QueueURL, the name
+// of the tools' own resolved-queue fields, so that a problem with those
+// is never blamed on --queue-url.)
 type target struct {
-	QueueURL    string
-	Queue       string
+	URL         string
+	Name        string
 	EndpointURL string
 	Region      string
 }
 
 func (t *target) flags(f *flagSet, what string) {
 	f.bind(t)
-	queueFlags(f, &t.QueueURL, &t.Queue, &t.EndpointURL, &t.Region, what)
+	queueFlags(f, &t.URL, &t.Name, &t.EndpointURL, &t.Region, what)
 }
 
 // open builds the SQS client and looks the queue up, failing in one line
-// when it is missing or the endpoint does not answer.
+// when it is missing, the endpoint does not answer, or what answers is
+// not SQS. The queue it returns always has a URL.
 func (t *target) open(ctx context.Context) (*sqs.Client, sqsapi.Queue, error) {
-	if t.QueueURL == "" && t.Queue == "" {
-		return nil, sqsapi.Queue{}, usageErr(fmt.Errorf("--queue-url or --queue is required: the queue to work on"))
-	}
-	if t.QueueURL != "" && !sqsapi.IsQueueURL(t.QueueURL) {
-		return nil, sqsapi.Queue{}, usageErr(fmt.Errorf("--queue-url %q is not a queue URL: want https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", t.QueueURL))
+	ref, err := t.ref()
+	if err != nil {
+		return nil, sqsapi.Queue{}, err
 	}
 	client, err := t.client(ctx)
 	if err != nil {
 		return nil, sqsapi.Queue{}, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	q, err := sqsapi.ResolveQueue(rctx, client, sqsapi.QueueRef{URL: t.QueueURL, Name: t.Queue}, t.EndpointURL)
+	q, err := t.resolve(ctx, client, ref)
 	return client, q, err
+}
+
+// ref is the queue the flags name, one way.
+func (t *target) ref() (sqsapi.QueueRef, error) {
+	switch {
+	case t.URL == "" && t.Name == "":
+		return sqsapi.QueueRef{}, usageErr(errors.New("--queue-url or --queue is required: the queue to work on"))
+	case t.URL != "" && t.Name != "":
+		return sqsapi.QueueRef{}, usageErr(fmt.Errorf("--queue-url %s and --queue %s both name the queue: drop one", t.URL, t.Name))
+	case t.URL != "" && !sqsapi.IsQueueURL(t.URL):
+		return sqsapi.QueueRef{}, usageErr(fmt.Errorf("--queue-url %q is not a queue URL: want https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", t.URL))
+	}
+	return sqsapi.QueueRef{URL: t.URL, Name: t.Name}, nil
+}
+
+// resolve looks up a queue the tool names (its own, or redrive's --to)
+// at the client's endpoint.
+func (t *target) resolve(ctx context.Context, client *sqs.Client, ref sqsapi.QueueRef) (sqsapi.Queue, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return sqsapi.ResolveQueue(ctx, client, ref, sqsapi.Endpoint(client))
 }
 
 func (t *target) client(ctx context.Context) (*sqs.Client, error) {
 	return sqsapi.New(ctx, sqsapi.Options{EndpointURL: t.EndpointURL, Region: t.Region})
+}
+
+// notSQS explains a *sqsapi.NotSQSError in err, returned after the queue
+// was resolved (by a look-up that cannot tell where its answer came
+// from), naming the client's endpoint.
+func (t *target) notSQS(err error, client *sqs.Client) error {
+	return explainNotSQS(err, sqsapi.Endpoint(client), t.EndpointURL != "")
+}
+
+// explainSQS says what to do about the SQS client's start-up errors in
+// terms of flags: a missing region is a usage error naming --region; an
+// endpoint that is not SQS is named, with the flag that set it.
+func explainSQS(f *flagSet, err error) error {
+	if errors.Is(err, sqsapi.ErrNoRegion) {
+		return usageErr(errors.New("no AWS region: set --region or AWS_REGION"))
+	}
+	given := ""
+	if fl := f.fs.Lookup("endpoint-url"); fl != nil {
+		given = fl.Value.String()
+	}
+	return explainNotSQS(err, given, given != "")
+}
+
+// explainNotSQS rewrites the *sqsapi.NotSQSError in err, if there is one,
+// to name endpoint where it names none, and to ask about the flag or the
+// variables that set it.
+func explainNotSQS(err error, endpoint string, flagGiven bool) error {
+	var ns *sqsapi.NotSQSError
+	if !errors.As(err, &ns) {
+		return err
+	}
+	named := *ns
+	if named.Endpoint == "" {
+		named.Endpoint = endpoint
+	}
+	hint := "is the endpoint right (--endpoint-url, else AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL)?"
+	if flagGiven {
+		hint = "is --endpoint-url right?"
+	}
+	return errors.New(strings.Replace(err.Error(), ns.Error(), named.Describe()+": "+hint, 1))
 }
 
 // rateFlag is a rate in messages per second: "100" or "100/s".

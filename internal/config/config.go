@@ -79,9 +79,10 @@ func invalid(field, format string, args ...any) *FieldError {
 // Config is everything `worker run` needs. Flags and environment variables
 // map one-to-one onto its fields (--concurrency / SQSWORKER_CONCURRENCY).
 type Config struct {
-	// QueueURL is the queue to consume. Either it or Queue is required.
+	// QueueURL is the queue to consume. Either it or Queue is required,
+	// not both.
 	QueueURL string
-	// Queue is a queue name resolved with GetQueueUrl when QueueURL is empty.
+	// Queue is the name of the queue to consume, resolved with GetQueueUrl.
 	Queue string
 	// EndpointURL overrides the SQS endpoint. Defaults to the SDK's own
 	// resolution (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, AWS_REGION).
@@ -275,6 +276,9 @@ func (c *Config) FIFO() bool {
 func (c *Config) Validate() error {
 	if c.QueueURL == "" && c.Queue == "" {
 		return &FieldError{Field: "QueueURL", Or: []string{"Queue"}, Msg: "is required: the queue to consume"}
+	}
+	if c.QueueURL != "" && c.Queue != "" {
+		return &FieldError{Field: "QueueURL", Or: []string{"Queue"}, Msg: fmt.Sprintf("names the queue, not both (%s and %s): keep one", c.QueueURL, c.Queue)}
 	}
 	if c.QueueURL != "" {
 		u, err := url.Parse(c.QueueURL)

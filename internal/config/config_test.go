@@ -60,6 +60,7 @@ func TestValidate(t *testing.T) {
 		{name: "missing http url", modify: func(c *Config) { c.HTTPURL = "" }, wantErr: "HTTPURL"},
 		{name: "exec without command", modify: func(c *Config) { c.Handler = "exec" }, wantErr: "Exec"},
 		{name: "missing queue", modify: func(c *Config) { c.QueueURL = "" }, wantErr: "Queue"},
+		{name: "queue by url and by name", modify: func(c *Config) { c.Queue = "orders-dlq" }, wantErr: "QueueURL or Queue names the queue, not both"},
 		{name: "queue url not a url", modify: func(c *Config) { c.QueueURL = "orders" }, wantErr: "QueueURL"},
 		{name: "queue url without path", modify: func(c *Config) { c.QueueURL = "https://sqs.eu-west-1.amazonaws.com/" }, wantErr: "QueueURL"},
 		{name: "queue url bad scheme", modify: func(c *Config) { c.QueueURL = "ftp://sqs.eu-west-1.amazonaws.com/1/orders" }, wantErr: "QueueURL"},

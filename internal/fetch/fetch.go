@@ -162,8 +162,13 @@ func (f *Fetcher) take(n int) (took int, done bool) {
 }
 
 // Start launches the fetchers; they receive until Stop, or until the queue
-// turns out not to exist (then Failed is closed and Err says why).
+// turns out not to exist (then Failed is closed and Err says why). Without
+// a QueueURL it refuses: a receive naming no queue may be answered with
+// an empty success, again and again.
 func (f *Fetcher) Start(context.Context) error {
+	if f.cfg.QueueURL == "" {
+		return errors.New("fetch: QueueURL is required: the queue to receive from")
+	}
 	if err := f.BeginStart(); err != nil {
 		return err
 	}

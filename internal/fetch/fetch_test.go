@@ -563,6 +563,24 @@ func TestFetcherStopBeforeStart(t *testing.T) {
 	}
 }
 
+// TestFetcherWithoutQueueURLDoesNotStart: a Fetcher given no queue URL
+// refuses to start and sends no receive, which an endpoint could answer
+// with an empty success as fast as it is asked.
+func TestFetcherWithoutQueueURLDoesNotStart(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{}
+	f := New(Config{Fetchers: 1}, api, newFakeLeases(10), &fakeHealth{}, make(chan *message.Message, 10), zap.NewNop(), metrics.New())
+	if err := f.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "QueueURL is required") {
+		t.Errorf("Start = %v; want an error naming QueueURL", err)
+	}
+	if err := f.Stop(t.Context()); err != nil {
+		t.Errorf("Stop after a refused Start = %v; want nil", err)
+	}
+	if n := api.calls.Load(); n != 0 {
+		t.Errorf("%d receives sent; want none", n)
+	}
+}
+
 // TestFetcherAdaptsPolls: unpinned, the number of polls grows by one per
 // full receive up to MaxFetchers, and falls back to one, never zero, once
 // receives come back empty.

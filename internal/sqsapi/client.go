@@ -92,6 +92,11 @@ func NewSNS(ctx context.Context, opts Options) (*sns.Client, error) {
 	}), nil
 }
 
+// ErrNoRegion is New's error when neither Options.Region nor the SDK's
+// configuration (AWS_REGION, a profile) gives a region, and the endpoint
+// is not a local one.
+var ErrNoRegion = errors.New("no AWS region: set AWS_REGION, or Options.Region")
+
 func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(newSDKLogger(opts.Logger))}
 	if opts.Region != "" {
@@ -105,7 +110,7 @@ func loadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 		// A local endpoint needs some region to sign with; AWS needs the
 		// real one, which the user must give.
 		if opts.EndpointURL == "" || !isLoopback(opts.EndpointURL) {
-			return aws.Config{}, errors.New("no AWS region: set AWS_REGION, or the Region option")
+			return aws.Config{}, ErrNoRegion
 		}
 		cfg.Region = "us-east-1"
 	}

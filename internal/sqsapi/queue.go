@@ -94,16 +94,20 @@ func QueueName(urlOrARN string) string {
 }
 
 // DescribeQueue reads a queue's attributes: its ARN, counts and redrive
-// policy.
+// policy. An answer without the queue's ARN, which SQS always gives, is
+// a *NotSQSError.
 func DescribeQueue(ctx context.Context, api QueueAPI, queueURL string) (Queue, error) {
 	out, err := api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(queueURL),
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
 	})
 	if err != nil {
-		return Queue{}, err
+		return Queue{}, notSQS(err, "GetQueueAttributes")
 	}
 	a := out.Attributes
+	if a[string(types.QueueAttributeNameQueueArn)] == "" {
+		return Queue{}, &NotSQSError{Action: "GetQueueAttributes", Problem: "returned no QueueArn"}
+	}
 	n := func(k types.QueueAttributeName) int64 { v, _ := strconv.ParseInt(a[string(k)], 10, 64); return v }
 	return Queue{
 		URL: queueURL,
@@ -139,29 +143,45 @@ func ParseRedrivePolicy(policy string) *RedrivePolicy {
 }
 
 // ResolveQueue turns ref into a URL (GetQueueUrl for a name) and reads the
-// queue, so that a typo fails at start-up in one line. endpoint is the
-// endpoint given, "" for the SDK's own resolution.
+// queue, so that a typo fails at start-up in one line, and so does an
+// endpoint that is not SQS (a *NotSQSError): a queue it resolves always
+// has a URL and an ARN. ref names the queue one way, by URL or by name,
+// not both. endpoint is where api sends (Endpoint), "" for the SDK's own
+// resolution.
 func ResolveQueue(ctx context.Context, api QueueAPI, ref QueueRef, endpoint string) (Queue, error) {
+	if ref.URL != "" && ref.Name != "" {
+		return Queue{}, fmt.Errorf("queue named twice, by URL %s and by name %s: name it one way", ref.URL, ref.Name)
+	}
+	if ref.URL == "" && ref.Name == "" {
+		return Queue{}, errors.New("no queue named: give its URL or its name")
+	}
 	where := "SQS"
 	if endpoint != "" {
 		where = endpoint
 	}
 	queueURL := ref.URL
 	if queueURL == "" {
-		out, err := api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(ref.Name)})
+		u, err := GetQueueURL(ctx, api, ref.Name, "")
 		if err != nil {
-			return Queue{}, explainQueueError(err, ref.Name, where)
+			return Queue{}, explainQueueError(err, ref.Name, endpoint, where)
 		}
-		queueURL = aws.ToString(out.QueueUrl)
+		queueURL = u
 	}
 	q, err := DescribeQueue(ctx, api, queueURL)
 	if err != nil {
-		return Queue{}, explainQueueError(err, queueURL, where)
+		return Queue{}, explainQueueError(err, queueURL, endpoint, where)
 	}
 	return q, nil
 }
 
-func explainQueueError(err error, queue, where string) error {
+func explainQueueError(err error, queue, endpoint, where string) error {
+	var ns *NotSQSError
+	if errors.As(err, &ns) {
+		if ns.Endpoint == "" {
+			ns.Endpoint = endpoint
+		}
+		return ns
+	}
 	if IsQueueMissing(err) {
 		return fmt.Errorf("queue %s does not exist at %s: create it (or check the queue URL or name, the region and the endpoint)", queue, where)
 	}
@@ -179,15 +199,11 @@ func QueueURLOfARN(ctx context.Context, api QueueAPI, arn string) (string, error
 	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "sqs" {
 		return "", fmt.Errorf("%q is not an SQS queue ARN", arn)
 	}
-	in := &sqs.GetQueueUrlInput{QueueName: aws.String(parts[5])}
-	if parts[4] != "" {
-		in.QueueOwnerAWSAccountId = aws.String(parts[4])
-	}
-	out, err := api.GetQueueUrl(ctx, in)
+	u, err := GetQueueURL(ctx, api, parts[5], parts[4])
 	if err != nil {
 		return "", fmt.Errorf("look up queue %s: %w", arn, err)
 	}
-	return aws.ToString(out.QueueUrl), nil
+	return u, nil
 }
 
 // SourcesAPI is what finding a dead-letter queue's sources takes.

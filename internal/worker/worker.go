@@ -104,7 +104,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	if o.wrapAPI != nil {
 		client = o.wrapAPI(client)
 	}
-	if err := w.resolveQueue(ctx, client); err != nil {
+	if err := w.resolveQueue(ctx, client, sqsapi.Endpoint(sdk)); err != nil {
 		return nil, err
 	}
 	cfg = w.cfg // QueueURL resolved from --queue
@@ -160,14 +160,20 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	return w, nil
 }
 
-// resolveQueue turns --queue into a URL and checks that the queue exists
-// and the endpoint answers, so that a typo fails at start-up in one line.
-func (w *Worker) resolveQueue(ctx context.Context, client API) error {
+// resolveQueue turns Queue into a URL and checks that the queue exists
+// and the endpoint answers like SQS, so that a typo fails at start-up in
+// one line. Nothing starts without a queue URL: an endpoint that answers
+// every call with an empty success would otherwise look like an empty
+// queue, polled as fast as it answers.
+func (w *Worker) resolveQueue(ctx context.Context, client API, endpoint string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	q, err := sqsapi.ResolveQueue(ctx, client, sqsapi.QueueRef{URL: w.cfg.QueueURL, Name: w.cfg.Queue}, w.cfg.EndpointURL)
+	q, err := sqsapi.ResolveQueue(ctx, client, sqsapi.QueueRef{URL: w.cfg.QueueURL, Name: w.cfg.Queue}, endpoint)
 	if err != nil {
 		return err
+	}
+	if !sqsapi.IsQueueURL(q.URL) {
+		return fmt.Errorf("queue %s resolved to %q, not a queue URL: not starting", sqsapi.QueueRef{URL: w.cfg.QueueURL, Name: w.cfg.Queue}, q.URL)
 	}
 	w.cfg.QueueURL, w.maxReceiveCount = q.URL, q.MaxReceiveCount()
 	if q.RedrivePolicy != nil && q.RedrivePolicy.DeadLetterTargetARN != "" {

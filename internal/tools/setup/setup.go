@@ -193,14 +193,14 @@ func (s *setup) changed(format string, args ...any) {
 
 // find reads a queue, nil when it does not exist.
 func (s *setup) find(ctx context.Context, name string) (*sqsapi.Queue, error) {
-	out, err := s.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	url, err := sqsapi.GetQueueURL(ctx, s.sqs, name, "")
 	if sqsapi.IsQueueMissing(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up queue %s: %w", name, err)
 	}
-	q, err := sqsapi.DescribeQueue(ctx, s.sqs, aws.ToString(out.QueueUrl))
+	q, err := sqsapi.DescribeQueue(ctx, s.sqs, url)
 	if err != nil {
 		return nil, fmt.Errorf("read the attributes of queue %s: %w", name, err)
 	}
@@ -271,7 +271,11 @@ func (s *setup) ensure(ctx context.Context, name string, q *sqsapi.Queue, attrs 
 		if err != nil {
 			return nil, fmt.Errorf("create queue %s: %w", name, err)
 		}
-		created, err := sqsapi.DescribeQueue(ctx, s.sqs, aws.ToString(out.QueueUrl))
+		url, err := sqsapi.CheckQueueURL("CreateQueue", aws.ToString(out.QueueUrl))
+		if err != nil {
+			return nil, fmt.Errorf("create queue %s: %w", name, err)
+		}
+		created, err := sqsapi.DescribeQueue(ctx, s.sqs, url)
 		if err != nil {
 			return nil, fmt.Errorf("read the attributes of queue %s: %w", name, err)
 		}
