@@ -57,3 +57,69 @@ func TestSecondSignalMeansNow(t *testing.T) {
 	}
 	t.Logf("figures: exit_after_second_signal=%s visible_after=%d in_flight_after=%d", took.Round(time.Millisecond), d.Visible, d.InFlight)
 }
+
+// TestSIGTERMOnAnIdleQueueStopsPromptly: a worker with the default 20s
+// long polls, on an empty queue and after handling 500 messages, stops on
+// SIGTERM without waiting out its open polls: they get a short grace and
+// are then cancelled (each said at debug). It exits 0, well before both
+// the polls' wait time and a 30s --shutdown-timeout, writes no warning,
+// and leaves nothing in flight; the 500 messages were each handled once.
+func TestSIGTERMOnAnIdleQueueStopsPromptly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		messages int
+	}{
+		{name: "empty queue", messages: 0},
+		{name: "after 500 messages", messages: 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			q, sent := sendAll(t, "idle-stop", tc.messages, sqstest.QueueOptions{VisibilityTimeout: 60})
+			rec := newRecorder(t, nil)
+			w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL,
+				"--shutdown-timeout", "30s", "--log-level", "debug")
+			testkit.Eventually(t, time.Minute, "every message deleted and a long poll open", func() bool {
+				m := w.scrape()
+				return m.Value("sqsworker_messages_deleted_total") >= float64(tc.messages) && m.Value("sqsworker_receive_polls") >= 1
+			})
+			start := time.Now()
+			// Waiting for the exit is bounded by less than the polls' 20s
+			// wait: a stop that waited them out fails here.
+			if code := w.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
+				t.Fatalf("exit status %d after SIGTERM, want 0", code)
+			}
+			took := time.Since(start)
+			// The worker's own shutdown, from its log: the process's exit
+			// adds the race detector's wait at exit (a second by default).
+			cancelled, signalled, stopped := 0, 0.0, 0.0
+			for _, l := range logLines(w.Logs()) {
+				switch {
+				case l.Level == "warn" || l.Level == "error":
+					t.Errorf("%s line at an idle stop: %q", l.Level, l.Msg)
+				case l.Msg == "long poll cancelled at stop":
+					cancelled++
+				case strings.HasPrefix(l.Msg, "signal received"):
+					signalled = l.TS
+				case l.Msg == "worker stopped":
+					stopped = l.TS
+				}
+			}
+			if signalled == 0 || stopped == 0 {
+				t.Error("the log lacks \"signal received\" or \"worker stopped\"")
+			}
+			shutdown := time.Duration((stopped - signalled) * float64(time.Second))
+			counts, _ := rec.snapshot()
+			lost, dup := countLostAndDuplicates(sent, counts)
+			if lost != 0 || dup != 0 {
+				t.Errorf("lost %d, duplicates %d: want 0 and 0", lost, dup)
+			}
+			d := depth(t, q.URL)
+			if d.Visible+d.InFlight != 0 {
+				t.Errorf("after the stop: visible %d, in flight %d; want an empty queue", d.Visible, d.InFlight)
+			}
+			t.Logf("figures: messages=%d shutdown_logged=%s exit_after_signal=%s polls_cancelled=%d lost=%d duplicates=%d in_flight_after=%d",
+				tc.messages, shutdown.Round(time.Millisecond), took.Round(time.Millisecond), cancelled, lost, dup, d.InFlight)
+		})
+	}
+}

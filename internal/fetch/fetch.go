@@ -84,6 +84,9 @@ type Gate interface {
 // ErrQueueMissing is Err's cause when the queue does not exist.
 var ErrQueueMissing = errors.New("queue does not exist")
 
+// errPollCancelled is receive's error for a long poll cancelled at stop.
+var errPollCancelled = errors.New("long poll cancelled at stop")
+
 // Fetcher runs the fetcher goroutines.
 type Fetcher struct {
 	startstop.Lifecycle
@@ -237,8 +240,9 @@ func (f *Fetcher) adapt(ctx context.Context, asked, got int) (end bool) {
 // Stop starts no new receive. A long poll already waiting is not
 // cancelled (a cancelled poll orphans what SQS was handing it for a whole
 // visibility timeout): it returns within the wait time, and what it
-// brings is released at once. When ctx is done first, the polls still
-// waiting are cancelled. Stop returns once every fetcher has stopped and
+// brings is released at once, unless CancelWaitingPolls ends it sooner.
+// When ctx is done first, the polls still waiting are cancelled and Stop
+// returns ctx's error. Stop returns once every fetcher has stopped and
 // out is closed. Stopping twice, or before Start, is harmless.
 func (f *Fetcher) Stop(ctx context.Context) error {
 	// No new receive from now on: before Stopping reports true.
@@ -269,6 +273,24 @@ func (f *Fetcher) Stop(ctx context.Context) error {
 	}
 	f.Stopped()
 	return err
+}
+
+// CancelWaitingPolls cancels the long polls still waiting, once Stop has
+// begun; before, it does nothing. It is for a worker whose queue is idle,
+// so that its stop need not wait out the polls' wait time: a poll still
+// waiting has found nothing, and the risk is only a message that SQS
+// hands it in that very instant. Such a message is not lost: it becomes
+// visible again after its visibility timeout, its receive count one
+// higher. Each cancelled poll is counted in ReceivesCancelled.
+func (f *Fetcher) CancelWaitingPolls() {
+	if !f.Stopping() {
+		return
+	}
+	if n := f.polling.Load(); n > 0 {
+		f.log.Debug("cancelling long polls still waiting on an idle queue; what SQS hands them now becomes visible again after its visibility timeout",
+			zap.Int32("polls", n), zap.Duration("visibility_timeout", f.cfg.VisibilityTimeout))
+	}
+	f.abortPolls()
 }
 
 // Failed is closed when the fetchers stopped on their own: the queue does
@@ -306,10 +328,18 @@ func (f *Fetcher) loop(ctx context.Context) error {
 			return nil
 		}
 		f.giveBack(want - n)
+		if ctx.Err() != nil { // stopped while waiting for room: no new receive
+			f.giveBack(n)
+			f.leases.Unreserve(n)
+			return nil
+		}
 		msgs, err := f.receive(n)
 		if err != nil {
 			f.giveBack(n)
 			f.leases.Unreserve(n)
+			if errors.Is(err, errPollCancelled) {
+				return nil
+			}
 			if sqsapi.IsQueueMissing(err) {
 				return fmt.Errorf("receive from %s: %w (create it, or check the queue URL and the region)", f.cfg.QueueURL, ErrQueueMissing)
 			}
@@ -402,6 +432,12 @@ func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 		MessageAttributeNames:       allMessageAttributes,
 	}, noRetry)
 	if err != nil {
+		if f.pollCtx.Err() != nil { // cancelled at stop, not failed
+			f.metrics.ReceivesCancelled.Inc()
+			f.log.Debug("long poll cancelled at stop", zap.Int("max_messages", n),
+				zap.Time("visible_again_by", time.Now().Add(f.cfg.VisibilityTimeout)), zap.Error(err))
+			return nil, errPollCancelled
+		}
 		return nil, fmt.Errorf("receive up to %d messages: %w", n, err)
 	}
 	now := time.Now()
