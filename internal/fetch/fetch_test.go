@@ -550,6 +550,45 @@ func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 	}
 }
 
+// TestFetcherCancelWaitingPolls: before Stop it leaves the polls alone;
+// after, it ends the polls still waiting, Stop returns nil, the room they
+// held is given back, and each cancelled poll is counted.
+func TestFetcherCancelWaitingPolls(t *testing.T) {
+	t.Parallel()
+	entered := make(chan struct{}, 2)
+	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	tf := newTestFetcher(t, Config{Fetchers: 2, WaitTime: 20 * time.Second}, 20, api)
+	r := tf.run(t)
+	<-entered
+	<-entered
+	tf.CancelWaitingPolls() // not stopping: does nothing
+	r.stopAsync()
+	if r.returned() {
+		t.Fatal("the fetchers stopped while their polls were waiting")
+	}
+	if got := testkit.Value(tf.metrics.ReceivesCancelled); got != 0 {
+		t.Fatalf("%v polls counted cancelled before Stop; want 0", got)
+	}
+	tf.CancelWaitingPolls()
+	if err := r.wait(); err != nil {
+		t.Errorf("Stop = %v; want nil", err)
+	}
+	checkClosedEmpty(t, tf.out)
+	if got := tf.leases.inUse(); got != 0 {
+		t.Errorf("limiter InUse = %d after cancelled polls; want 0", got)
+	}
+	if got := testkit.Value(tf.metrics.ReceivesCancelled); got != 2 {
+		t.Errorf("sqsworker_receives_cancelled_total = %v; want 2", got)
+	}
+}
+
 func TestFetcherStopBeforeStart(t *testing.T) {
 	t.Parallel()
 	tf := newTestFetcher(t, Config{}, 10, &fakeAPI{})
