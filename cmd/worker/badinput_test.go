@@ -106,9 +106,10 @@ func TestBadInputOneClearLine(t *testing.T) {
 }
 
 // TestRefusingHandlerLosesNothing: a handler that refuses connections is
-// not a start-up error (an application may start after its worker); each
-// message fails with a line naming the URL and what happens next, stays in
-// the queue, and is handled once the handler answers.
+// not a start-up error (an application may start after its worker): the
+// breaker opens, the messages in hand are held and released at the stop,
+// every message stays in the queue and is handled once the handler
+// answers.
 func TestRefusingHandlerLosesNothing(t *testing.T) {
 	const n = 20
 	q, sent := sendAll(t, "bad-handler", n, sqstest.QueueOptions{})
