@@ -57,6 +57,7 @@ type Metrics struct {
 	QueueMessages        *prometheus.GaugeVec
 	MessageAge           prometheus.Histogram
 	ReceivesOrphaned     prometheus.Counter
+	ReceivesCancelled    prometheus.Counter
 
 	// Downstream protection: the breaker, the adaptive limit, the rate
 	// limit, and messages dead-lettered by the worker.
@@ -185,6 +186,10 @@ func New() *Metrics {
 			Name: "sqsworker_receives_orphaned_total",
 			Help: "ReceiveMessage calls whose response was lost after SQS answered: the messages SQS handed out (up to the number asked for) stay invisible until their visibility timeout ends.",
 		}),
+		ReceivesCancelled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_receives_cancelled_total",
+			Help: "Long polls a stop cancelled after they had waited on an idle queue for a second: a message SQS handed one in that instant is visible again after its visibility timeout, one receive more on its count.",
+		}),
 		DownstreamState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_downstream_state",
 			Help: "What the circuit breaker holds of the handler's downstream: 0 healthy, 1 probing, 2 failing (receives paused, messages in hand held).",
@@ -219,7 +224,7 @@ func New() *Metrics {
 		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
-		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned,
+		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned, m.ReceivesCancelled,
 		m.DownstreamState, m.DownstreamFailures, m.ConcurrencyLimit, m.MessagesHeld, m.RateLimitWaits, m.MessagesDeadLettered,
 	)
 	for _, k := range []string{"unavailable", "overloaded"} {
