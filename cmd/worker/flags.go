@@ -384,7 +384,7 @@ func runFlags(f *flagSet, c *config.Config) {
 
 	f.group("Downstream protection")
 	d := &c.Downstream
-	f.Var(&d.Breaker, "breaker", "hold messages instead of retrying them while the downstream fails (refused, 502/503/504, timeouts), pause receives, probe it")
+	f.Var(&d.Breaker, "breaker", "hold messages instead of retrying them while the downstream fails (refused, 502, 504, timeouts; 429 and 503 once concurrency is down to 1), pause receives, probe it")
 	f.Var(&d.BreakerFailureRate, "breaker-failure-rate", "share of calls within --breaker-window that must fail for the downstream's reasons to open the breaker")
 	f.Var(&d.BreakerMinFailures, "breaker-min-failures", "downstream failures in a row, or at least this many within --breaker-window at --breaker-failure-rate, that open the breaker")
 	f.Var(&d.BreakerWindow, "breaker-window", "window over which the breaker counts calls")
