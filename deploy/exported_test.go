@@ -20,10 +20,10 @@ import (
 
 // TestQueriedMetricsAreExported runs the worker binary against the local
 // server with a dead-letter queue, lets it handle messages (some fail and
-// are retried, one the handler dead-letters), scrapes /metrics, and checks that every metric the
-// dashboard and the alert rules query is exported with every label they
-// select or group by; and that each SQS action the worker called is one
-// the worker's IAM policy allows.
+// are retried, one the handler dead-letters), scrapes /metrics, and checks
+// that every metric the dashboard and the alert rules query is exported
+// with every label they select or group by; and that each SQS action the
+// worker called is one the worker's IAM policy allows.
 func TestQueriedMetricsAreExported(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
