@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -392,7 +393,9 @@ func boolInt(b bool) int {
 }
 
 // TestIAMPolicies: the worker's policy allows only what consuming needs,
-// on named queues; the tools' policy adds what they do (create, send).
+// on named queues, and sending only to the dead-letter queue (where it
+// moves a message its handler says can never succeed); the tools' policy
+// adds what they do (create, send).
 func TestIAMPolicies(t *testing.T) {
 	t.Parallel()
 	worker := policyActions(t, "deploy/kubernetes/iam/worker-policy.json")
@@ -402,7 +405,7 @@ func TestIAMPolicies(t *testing.T) {
 			t.Errorf("the worker's policy lacks %s", a)
 		}
 	}
-	for _, a := range []string{"sqs:SendMessage", "sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:DeleteQueue", "sqs:PurgeQueue"} {
+	for _, a := range []string{"sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:DeleteQueue", "sqs:PurgeQueue"} {
 		if worker[a] {
 			t.Errorf("the worker's policy allows %s, which consuming does not need", a)
 		}
@@ -416,11 +419,21 @@ func TestIAMPolicies(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, "deploy/kubernetes/iam/worker-policy.json"), &p); err != nil {
 		t.Fatal(err)
 	}
+	dlq := regexp.MustCompile(`-dlq(\.fifo)?$`)
+	sendsToDLQ := false
 	for _, s := range p.Statement {
+		sends := slices.Contains(stringOrList(t, s.Action), "sqs:SendMessage")
 		for _, r := range stringOrList(t, s.Resource) {
 			if strings.Contains(r, "*") {
 				t.Errorf("the worker's policy statement %s applies to %s: name the queues", s.Sid, r)
 			}
+			if sends && !dlq.MatchString(r) {
+				t.Errorf("the worker's policy statement %s lets it send to %s: the worker sends only to the dead-letter queue", s.Sid, r)
+			}
+			sendsToDLQ = sendsToDLQ || sends && dlq.MatchString(r)
 		}
+	}
+	if !sendsToDLQ {
+		t.Error("the worker's policy does not let it send to the dead-letter queue, where it moves a message its handler says can never succeed")
 	}
 }

@@ -51,6 +51,7 @@ var wantAlerts = []string{
 	"SQSWorkerLeasesLost",                   // leases being lost
 	"SQSWorkerHandlerErrorsHigh",            // handler error ratio high
 	"SQSWorkerThrottled",                    // SQS throttling
+	"SQSWorkerDownstreamFailing",            // the handler's downstream failing
 }
 
 // TestAlertRules: every alert the operations guide expects is there, each

@@ -110,36 +110,41 @@ func TestLongHandlerIsKeptAliveNotRedelivered(t *testing.T) {
 	}
 }
 
+// TestFailingMessageRetriedThenDeadLettered: 5 of 1,000 messages always
+// fail (HTTP 500); each is called exactly maxReceiveCount times, its retry
+// delay apart, before SQS moves it to the dead-letter queue, and every
+// other message is handled once.
 func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
-	q, err := server.CreateQueue(t.Context(), "e2e-poison", sqstest.QueueOptions{MaxReceiveCount: 3})
+	const maxReceives, backoff = 5, time.Second
+	q, err := server.CreateQueue(t.Context(), "e2e-poison", sqstest.QueueOptions{MaxReceiveCount: maxReceives})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := bodies("good", 1000)
-	all := append([]string{"poison-1"}, good...)
-	if err := server.SendBodies(t.Context(), q.URL, all, nil); err != nil {
+	poison := bodies("poison", 5)
+	good := bodies("good", 995)
+	if err := server.SendBodies(t.Context(), q.URL, append(append([]string{}, poison...), good...), nil); err != nil {
 		t.Fatal(err)
 	}
-	var firstFail time.Time
-	var gaps []time.Duration
-	var last time.Time
-	rec := newRecorder(t, func(body string, n int) int {
+	var mu sync.Mutex
+	gaps := map[string][]time.Duration{}
+	last := map[string]time.Time{}
+	rec := newRecorder(t, func(body string, _ int) int {
 		if strings.HasPrefix(body, "poison") {
 			now := time.Now()
-			if n == 1 {
-				firstFail = now
-			} else {
-				gaps = append(gaps, now.Sub(last))
+			mu.Lock()
+			defer mu.Unlock()
+			if at, ok := last[body]; ok {
+				gaps[body] = append(gaps[body], now.Sub(at))
 			}
-			last = now
+			last[body] = now
 			return 500
 		}
 		return 200
 	})
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", rec.srv.URL,
-		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s", "--wait-time", "1s")
+		"--retry-backoff-min", backoff.String(), "--retry-backoff-max", backoff.String(), "--wait-time", "1s")
 
-	testkit.Eventually(t, time.Minute, "the poison message in the DLQ", func() bool { return depth(t, q.DLQURL).Visible == 1 })
+	testkit.Eventually(t, time.Minute, "the poison messages in the DLQ", func() bool { return depth(t, q.DLQURL).Visible == len(poison) })
 	testkit.Eventually(t, time.Minute, "every good message deleted", func() bool {
 		return w.scrape().Value("sqsworker_messages_deleted_total") == float64(len(good))
 	})
@@ -153,15 +158,22 @@ func TestFailingMessageRetriedThenDeadLettered(t *testing.T) {
 			t.Errorf("good message %s handled %d times, want 1", b, counts[b])
 		}
 	}
-	_ = firstFail
-	t.Logf("figures: poison_receives=%d retry_gaps=%v failures=%v dlq_visible=1 good=%d good_lost=%d good_duplicates=%d",
-		counts["poison-1"], gaps, m.Value("sqsworker_messages_processed_total", "outcome", "failure"), len(good), lost, dup)
-	if counts["poison-1"] != 3 {
-		t.Errorf("poison handled %d times, want 3 (maxReceiveCount)", counts["poison-1"])
+	mu.Lock()
+	defer mu.Unlock()
+	calls := make([]int, len(poison))
+	for i, b := range poison {
+		calls[i] = counts[b]
 	}
-	for _, g := range gaps {
-		if g < 900*time.Millisecond {
-			t.Errorf("poison came back after %s, before its 1s retry delay", g)
+	t.Logf("figures: poison_calls=%v retry_gaps=%v failures=%v dlq_visible=%d good=%d good_lost=%d good_duplicates=%d",
+		calls, gaps[poison[0]], m.Value("sqsworker_messages_processed_total", "outcome", "failure"), len(poison), len(good), lost, dup)
+	for i, b := range poison {
+		if calls[i] != maxReceives {
+			t.Errorf("%s handled %d times, want %d (maxReceiveCount)", b, calls[i], maxReceives)
+		}
+		for _, g := range gaps[b] {
+			if g < backoff*9/10 {
+				t.Errorf("%s came back after %s, before its %s retry delay", b, g, backoff)
+			}
 		}
 	}
 	if d := depth(t, q.URL); d.Visible+d.InFlight != 0 {

@@ -87,9 +87,11 @@ func TestSIGTERMThreeTimesNoLossNoDuplicates(t *testing.T) {
 	}
 }
 
-func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
-	const groups, perGroup = 20, 200
-	q, err := server.CreateQueue(t.Context(), "fault-fifo", sqstest.QueueOptions{FIFO: true})
+// sendGroups creates a FIFO queue and sends perGroup messages to each of
+// groups groups, interleaved: body "gGG-SSSS" is message SSSS of group gGG.
+func sendGroups(t *testing.T, prefix string, groups, perGroup int, opts sqstest.QueueOptions) (sqstest.Queue, []string) {
+	t.Helper()
+	q, err := server.CreateQueue(t.Context(), prefix, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +104,31 @@ func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 	if err := server.SendBodies(t.Context(), q.URL, sent, func(i int) string { return sent[i][:3] }); err != nil {
 		t.Fatal(err)
 	}
+	return q, sent
+}
+
+// countOutOfOrder counts the successes that were not the group's next
+// message (groups map each group to the sequence numbers that succeeded,
+// in order), naming the first few.
+func countOutOfOrder(t *testing.T, groups map[string][]int) int {
+	t.Helper()
+	n := 0
+	for g, seqs := range groups {
+		for i, s := range seqs {
+			if s != i {
+				n++
+				if n <= 5 {
+					t.Errorf("group %s: success #%d was message %d", g, i, s)
+				}
+			}
+		}
+	}
+	return n
+}
+
+func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
+	const groups, perGroup = 20, 200
+	q, _ := sendGroups(t, "fault-fifo", groups, perGroup, sqstest.QueueOptions{FIFO: true})
 	var mu sync.Mutex
 	handled := map[string][]int{} // group → sequence numbers that succeeded, in handling order
 	failures := 0
@@ -125,16 +152,8 @@ func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 	w.stop(syscall.SIGTERM, 30*time.Second)
 	mu.Lock()
 	defer mu.Unlock()
-	outOfOrder := 0
+	outOfOrder := countOutOfOrder(t, handled)
 	for g, seqs := range handled {
-		for i, s := range seqs {
-			if s != i {
-				outOfOrder++
-				if outOfOrder < 5 {
-					t.Errorf("group %s: success #%d was message %d", g, i, s)
-				}
-			}
-		}
 		if len(seqs) != perGroup {
 			t.Errorf("group %s: %d messages succeeded, want %d", g, len(seqs), perGroup)
 		}

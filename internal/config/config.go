@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/batch"
+	"github.com/sqsworker/sqsworker/internal/downstream"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
@@ -124,6 +125,9 @@ type Config struct {
 	RetryBackoffMin time.Duration
 	RetryBackoffMax time.Duration
 
+	// Downstream is how the worker protects what the handler calls.
+	Downstream Downstream
+
 	// Handler is "http" or "exec". Defaults to http.
 	Handler string
 	// HTTPURL is where the http handler POSTs each body.
@@ -191,6 +195,37 @@ type Config struct {
 	LogFormat string
 }
 
+// Downstream configures the protection of the handler's downstream: the
+// circuit breaker that holds messages through an outage, the adaptive
+// concurrency limit, and the rate limit.
+type Downstream struct {
+	// Breaker turns the circuit breaker on. Defaults to true.
+	Breaker bool
+	// BreakerFailureRate and BreakerMinFailures: the breaker opens after
+	// BreakerMinFailures calls in a row failed for the downstream's
+	// reasons (refused, 502, 503, 504, 429 at a limit of one, timeouts),
+	// or when, within BreakerWindow, at least that many did and they were
+	// at least BreakerFailureRate of the calls that ended. Default to 0.5,
+	// 10 and 10s.
+	BreakerFailureRate float64
+	BreakerMinFailures int
+	BreakerWindow      time.Duration
+	// BreakerMaxProbeInterval caps the wait between probes of a failing
+	// downstream, which starts at 1s and doubles. Defaults to 15s.
+	BreakerMaxProbeInterval time.Duration
+	// HealthURL, when set, is probed (GET, 2xx) instead of a held message,
+	// and must answer before the first receive.
+	HealthURL string
+	// AdaptiveConcurrency lowers the number of handlers running at once
+	// while the downstream asks to slow down, and raises it back to
+	// Concurrency while calls succeed. Defaults to true.
+	AdaptiveConcurrency bool
+	// MaxRate, when positive, caps handler starts per second, with bursts
+	// of MaxRateBurst. Default to 0 (no cap) and 1.
+	MaxRate      float64
+	MaxRateBurst int
+}
+
 // Default returns a Config with every default filled in.
 func Default() Config {
 	return Config{
@@ -204,14 +239,19 @@ func Default() Config {
 		DeleteFlushInterval: DefaultDeleteFlushInterval,
 		RetryBackoffMin:     DefaultRetryBackoffMin,
 		RetryBackoffMax:     DefaultRetryBackoffMax,
-		Handler:             DefaultHandler,
-		HTTPTimeout:         DefaultHTTPTimeout,
-		ExecOutputLimit:     DefaultExecOutputLimit,
-		MetricsAddr:         DefaultMetricsAddr,
-		QueueStatsInterval:  DefaultQueueStatsInterval,
-		ShutdownTimeout:     DefaultShutdownTimeout,
-		LogLevel:            DefaultLogLevel,
-		LogFormat:           DefaultLogFormat,
+		Downstream: Downstream{
+			Breaker: true, BreakerFailureRate: downstream.DefaultFailureRate, BreakerMinFailures: downstream.DefaultMinFailures,
+			BreakerWindow: downstream.DefaultWindow, BreakerMaxProbeInterval: downstream.DefaultMaxProbeInterval,
+			AdaptiveConcurrency: true, MaxRateBurst: 1,
+		},
+		Handler:            DefaultHandler,
+		HTTPTimeout:        DefaultHTTPTimeout,
+		ExecOutputLimit:    DefaultExecOutputLimit,
+		MetricsAddr:        DefaultMetricsAddr,
+		QueueStatsInterval: DefaultQueueStatsInterval,
+		ShutdownTimeout:    DefaultShutdownTimeout,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
 	}
 }
 
@@ -296,6 +336,9 @@ func (c *Config) Validate() error {
 			return invalid(d.field, "is %s: it must be whole seconds (SQS counts in seconds)", d.v)
 		}
 	}
+	if err := c.Downstream.validate(); err != nil {
+		return err
+	}
 	for _, a := range []struct{ field, v string }{{"MetricsAddr", c.MetricsAddr}, {"PprofAddr", c.PprofAddr}} {
 		if err := checkListenAddr(a.v); err != nil {
 			return invalid(a.field, "is %q: %v", a.v, err)
@@ -310,6 +353,30 @@ func (c *Config) Validate() error {
 	case "json", "console":
 	default:
 		return invalid("LogFormat", "is %q: it must be json or console", c.LogFormat)
+	}
+	return nil
+}
+
+func (d *Downstream) validate() error {
+	switch {
+	case d.BreakerFailureRate <= 0 || d.BreakerFailureRate > 1:
+		return invalid("BreakerFailureRate", "is %g: it must be above 0 and at most 1", d.BreakerFailureRate)
+	case d.BreakerMinFailures < 1 || d.BreakerMinFailures > 100000:
+		return invalid("BreakerMinFailures", "is %d: it must be between 1 and 100000", d.BreakerMinFailures)
+	case d.BreakerWindow < time.Second || d.BreakerWindow > time.Hour:
+		return invalid("BreakerWindow", "is %s: it must be between 1s and 1h", d.BreakerWindow)
+	case d.BreakerMaxProbeInterval < time.Second || d.BreakerMaxProbeInterval > time.Hour:
+		return invalid("BreakerMaxProbeInterval", "is %s: it must be between 1s and 1h", d.BreakerMaxProbeInterval)
+	case d.MaxRate < 0 || d.MaxRate > 1e6:
+		return invalid("MaxRate", "is %g: it must be between 0 (no limit) and 1000000 starts a second", d.MaxRate)
+	case d.MaxRateBurst < 1 || d.MaxRateBurst > 100000:
+		return invalid("MaxRateBurst", "is %d: it must be between 1 and 100000", d.MaxRateBurst)
+	}
+	if d.HealthURL != "" {
+		u, err := url.Parse(d.HealthURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid("HealthURL", "is not an http(s) URL")
+		}
 	}
 	return nil
 }

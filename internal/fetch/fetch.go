@@ -45,6 +45,9 @@ type Health interface {
 const (
 	DefaultErrorBackoffMin = 100 * time.Millisecond
 	DefaultErrorBackoffMax = 10 * time.Second
+	// DefaultStopGrace is Config.StopGrace's default: a poll still waiting
+	// after it is on an idle queue, and an idle worker stops at once.
+	DefaultStopGrace = time.Second
 	// pollSlack is how long past its wait time a receive may take before
 	// it is given up on.
 	pollSlack = 10 * time.Second
@@ -70,6 +73,19 @@ type Config struct {
 	// ErrorBackoffMin and ErrorBackoffMax bound the wait after a failed
 	// receive. Default to DefaultErrorBackoffMin and DefaultErrorBackoffMax.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
+	// StopGrace is how long Stop lets long polls that are still waiting
+	// return by themselves before it cancels them. Defaults to
+	// DefaultStopGrace.
+	StopGrace time.Duration
+	// Gate, when set, holds receives back while the handler's downstream
+	// is failing (or not ready yet): what is received then could only be
+	// held, and every receive counts toward the dead-letter queue.
+	Gate Gate
+}
+
+// Gate says when a receive may start.
+type Gate interface {
+	WaitReceive(ctx context.Context) error
 }
 
 // ErrQueueMissing is Err's cause when the queue does not exist.
@@ -116,6 +132,9 @@ func New(cfg Config, api API, leases Leases, health Health,
 	}
 	if cfg.ErrorBackoffMax < cfg.ErrorBackoffMin {
 		cfg.ErrorBackoffMax = max(DefaultErrorBackoffMax, cfg.ErrorBackoffMin)
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
 	}
 	pollCtx, abort := context.WithCancel(context.Background())
 	f := &Fetcher{cfg: cfg, api: api, leases: leases, health: health,
@@ -245,9 +264,27 @@ func (f *Fetcher) Stop(ctx context.Context) error {
 	if !first {
 		return f.Wait(ctx)
 	}
+	grace := time.NewTimer(f.cfg.StopGrace)
+	defer grace.Stop()
 	var err error
 	select {
 	case <-f.loopsDone:
+	case <-grace.C:
+		// The polls still waiting found the queue idle all this time.
+		// Cancelled, a poll may orphan a message SQS hands it in this
+		// instant: it is visible again after the visibility timeout, one
+		// receive more on its count (sqsworker_receives_cancelled_total).
+		if n := f.polling.Load(); n > 0 {
+			f.log.Debug("cancelling long polls still waiting on an idle queue", zap.Int32("polls", n),
+				zap.Duration("grace", f.cfg.StopGrace))
+		}
+		f.abortPolls()
+		select {
+		case <-f.loopsDone:
+		case <-ctx.Done():
+			err = ctx.Err()
+			<-f.loopsDone
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 		if n := f.polling.Load(); n > 0 {
@@ -279,6 +316,9 @@ func (f *Fetcher) Err() error {
 func (f *Fetcher) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
+		if f.cfg.Gate != nil && f.cfg.Gate.WaitReceive(ctx) != nil {
+			return nil
+		}
 		want, done := f.take(sqsapi.MaxBatchEntries)
 		if done {
 			f.exhaustOnce.Do(func() { close(f.exhausted) })
@@ -298,6 +338,10 @@ func (f *Fetcher) loop(ctx context.Context) error {
 		if err != nil {
 			f.giveBack(n)
 			f.leases.Unreserve(n)
+			if f.pollCtx.Err() != nil { // cancelled by Stop
+				f.metrics.ReceivesCancelled.Inc()
+				return nil
+			}
 			if sqsapi.IsQueueMissing(err) {
 				return fmt.Errorf("receive from %s: %w (create it, or check the queue URL and the region)", f.cfg.QueueURL, ErrQueueMissing)
 			}

@@ -211,10 +211,26 @@ func (e *Exec) Handle(ctx context.Context, msg *message.Message) error {
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return fmt.Errorf("%s: killed by signal %d (%s): %w; %s", what, ws.Signal(), ws.Signal(), err, output)
 		}
-		return fmt.Errorf("%s: exit code %d: %w; %s", what, exitErr.ExitCode(), err, output)
+		err = fmt.Errorf("%s: exit code %d: %w; %s", what, exitErr.ExitCode(), err, output)
+		switch exitErr.ExitCode() {
+		case ExitDeadLetter:
+			return DeadLetter(fmt.Sprintf("exit code %d", ExitDeadLetter), err)
+		case ExitUnavailable:
+			return Unavailable(err, true)
+		}
+		return err
 	}
 	return fmt.Errorf("%s: %w; %s", what, err, output)
 }
+
+// Exit codes with a meaning of their own (sysexits.h's EX_DATAERR and
+// EX_TEMPFAIL): ExitDeadLetter says the message can never succeed (it goes
+// to the dead-letter queue at once), ExitUnavailable says the downstream
+// is unavailable or overloaded (slow down; not the message's fault).
+const (
+	ExitDeadLetter  = 65
+	ExitUnavailable = 75
+)
 
 // env is what the command inherits of the worker's environment plus the
 // message's metadata. exec keeps the last value of a duplicated name, so

@@ -197,9 +197,12 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 	resp, err := h.send.RoundTrip(req)
 	if err != nil {
 		if h.timeout > 0 && ctx.Err() == nil && errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.shown, h.timeout, err)
+			return Unavailable(fmt.Errorf("post message %s to %s: no response within %s (the handler's Timeout): %w", msg.ID, h.shown, h.timeout, err), false)
 		}
-		return fmt.Errorf("post message %s to %s: %w", msg.ID, h.shown, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("post message %s to %s: %w", msg.ID, h.shown, err)
+		}
+		return Unavailable(fmt.Errorf("post message %s to %s: %w", msg.ID, h.shown, err), false)
 	}
 	defer func() {
 		// Reading to EOF lets the transport put the connection back in the pool.
@@ -214,11 +217,30 @@ func (h *HTTP) Handle(ctx context.Context, msg *message.Message) error {
 		return nil
 	}
 
-	err = h.failed(msg, resp)
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
-			return &RetryAfterError{After: d, Err: fmt.Errorf("%w (retry after %s)", err, d)}
+	return classifyStatus(resp, h.failed(msg, resp), h.now())
+}
+
+// DeadLetterHeader, on a response that is not 2xx, says the message can
+// never succeed: the worker sends it to the dead-letter queue at once,
+// with the header's value as the reason.
+const DeadLetterHeader = "X-Sqsworker-Dead-Letter"
+
+// classifyStatus marks a failed response: the dead-letter header asks for
+// the dead-letter queue; 429 and 503 ask to slow down (with Retry-After,
+// for how long); 502 and 504 say the downstream is not there. Any other
+// status is the message's failure.
+func classifyStatus(resp *http.Response, err error, now time.Time) error {
+	if reason, ok := resp.Header[http.CanonicalHeaderKey(DeadLetterHeader)]; ok {
+		return DeadLetter(strings.Join(reason, ", "), err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+			err = &RetryAfterError{After: d, Err: fmt.Errorf("%w (retry after %s)", err, d)}
 		}
+		return Unavailable(err, true)
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		return Unavailable(err, false)
 	}
 	return err
 }

@@ -61,6 +61,9 @@ func (t *Table) Release(ctx context.Context, msgs []*message.Message) {
 // message comes back when its current lease runs out.
 func (t *Table) Retry(ctx context.Context, msg *message.Message, delay time.Duration) {
 	t.metrics.MessagesRetried.Inc()
+	// SQS counts in whole seconds: round up, so that a delay under a
+	// second is not none.
+	delay = (delay + time.Second - 1).Truncate(time.Second)
 	done := make(chan struct{})
 	err := t.changes.Add(ctx, batch.Entry{Msg: msg, Visibility: delay, Done: func(e batch.Entry, _ batch.Result) {
 		t.Remove(e.Msg)

@@ -22,6 +22,9 @@ const (
 	// OutcomeReleased: never started (shutdown) or cancelled by a forced
 	// shutdown; made visible again at once.
 	OutcomeReleased = "released"
+	// OutcomeDeadLettered: the handler said it can never succeed; the
+	// worker sent it to the dead-letter queue and deleted it.
+	OutcomeDeadLettered = "dead_lettered"
 )
 
 // Metrics holds every collector. Create it with New; all fields are safe
@@ -54,6 +57,16 @@ type Metrics struct {
 	QueueMessages        *prometheus.GaugeVec
 	MessageAge           prometheus.Histogram
 	ReceivesOrphaned     prometheus.Counter
+	ReceivesCancelled    prometheus.Counter
+
+	// Downstream protection: the breaker, the adaptive limit, the rate
+	// limit, and messages dead-lettered by the worker.
+	DownstreamState      prometheus.Gauge
+	DownstreamFailures   *prometheus.CounterVec
+	ConcurrencyLimit     prometheus.Gauge
+	MessagesHeld         prometheus.Gauge
+	RateLimitWaits       prometheus.Counter
+	MessagesDeadLettered *prometheus.CounterVec
 }
 
 // States of a queue's messages, the values of QueueMessages' state label.
@@ -74,7 +87,7 @@ func New() *Metrics {
 		}),
 		MessagesProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sqsworker_messages_processed_total",
-			Help: "Messages whose handling ended, by outcome (success, failure, panic, timeout, lost, released).",
+			Help: "Messages whose handling ended, by outcome (success, failure, panic, timeout, lost, released, dead_lettered).",
 		}, []string{"outcome"}),
 		HandlerDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sqsworker_handler_duration_seconds",
@@ -173,6 +186,34 @@ func New() *Metrics {
 			Name: "sqsworker_receives_orphaned_total",
 			Help: "ReceiveMessage calls whose response was lost after SQS answered: the messages SQS handed out (up to the number asked for) stay invisible until their visibility timeout ends.",
 		}),
+		ReceivesCancelled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_receives_cancelled_total",
+			Help: "Long polls a stop cancelled after they had waited on an idle queue for a second: a message SQS handed one in that instant is visible again after its visibility timeout, one receive more on its count.",
+		}),
+		DownstreamState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_downstream_state",
+			Help: "What the circuit breaker holds of the handler's downstream: 0 healthy, 1 probing, 2 failing (receives paused, messages in hand held).",
+		}),
+		DownstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sqsworker_downstream_failures_total",
+			Help: "Handler calls that failed for the downstream's reasons, by kind (unavailable: refused, 502, 504, timeout; overloaded: 429, 503, the exec overload exit code).",
+		}, []string{"kind"}),
+		ConcurrencyLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_concurrency_limit",
+			Help: "Handlers that may run at once now: --concurrency, lowered while the downstream asks to slow down or fails, raised again while calls succeed.",
+		}),
+		MessagesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sqsworker_messages_held",
+			Help: "Messages kept in hand, their leases kept alive, while the downstream is failing: not handed back to SQS, where each receive counts toward the dead-letter queue.",
+		}),
+		RateLimitWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sqsworker_rate_limit_waits_total",
+			Help: "Handler starts held back by --max-rate.",
+		}),
+		MessagesDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sqsworker_messages_dead_lettered_total",
+			Help: "Messages the worker sent to the dead-letter queue itself because the handler said they can never succeed, by reason.",
+		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -183,9 +224,13 @@ func New() *Metrics {
 		m.VisibilityExtensions, m.ExtensionBatches, m.ExtensionSeconds, m.HeartbeatRounds, m.LeasesLost,
 		m.MessagesReleased, m.MessagesRetried, m.MessagesDeleted,
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
-		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned,
+		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned, m.ReceivesCancelled,
+		m.DownstreamState, m.DownstreamFailures, m.ConcurrencyLimit, m.MessagesHeld, m.RateLimitWaits, m.MessagesDeadLettered,
 	)
-	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased} {
+	for _, k := range []string{"unavailable", "overloaded"} {
+		m.DownstreamFailures.WithLabelValues(k)
+	}
+	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased, OutcomeDeadLettered} {
 		m.MessagesProcessed.WithLabelValues(o)
 	}
 	return m

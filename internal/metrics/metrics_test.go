@@ -51,8 +51,8 @@ func TestOutcomesStartAtZero(t *testing.T) {
 	for range ch {
 		n++
 	}
-	if n != 6 {
-		t.Errorf("%d outcome series before any message; want all 6 exported at 0", n)
+	if n != 7 {
+		t.Errorf("%d outcome series before any message; want all 7 exported at 0", n)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/backoff"
+	"github.com/sqsworker/sqsworker/internal/downstream"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
@@ -66,6 +67,23 @@ type Config struct {
 	// cancelled before it releases their messages without them. Defaults
 	// to DefaultCancelGrace.
 	CancelGrace time.Duration
+	// Gate, when set, decides when each handler may start and whether a
+	// message that failed for the downstream's reasons is held (and run
+	// again once the downstream recovers) rather than handed back to SQS.
+	Gate Gate
+	// DeadLetter, when set, takes the messages a handler marked as never
+	// able to succeed; they are deleted from the queue once it has them.
+	DeadLetter DeadLetterer
+}
+
+// Gate is what the pool needs from the downstream guard.
+type Gate interface {
+	Acquire(ctx context.Context, stop <-chan struct{}) (*downstream.Permit, error)
+}
+
+// DeadLetterer sends a message to the queue's dead-letter queue.
+type DeadLetterer interface {
+	Send(ctx context.Context, msg *message.Message, reason string) error
 }
 
 // Defaults for Config.
@@ -275,43 +293,6 @@ func (p *Pool) release(ctx context.Context, msgs []*message.Message) {
 	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeReleased).Add(float64(len(msgs)))
 }
 
-// process runs the handler on one message and settles it; it reports
-// whether the handler succeeded.
-func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
-	if p.draining.Load() {
-		p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
-		return false
-	}
-	ctx, cancel := context.WithCancelCause(workCtx)
-	defer cancel(nil)
-	if !p.leases.Begin(msg, cancel) {
-		p.lost(msg, "lease lost while the message waited for a handler")
-		return false
-	}
-	if p.cfg.HandlerTimeout > 0 {
-		var cancelTimeout context.CancelFunc
-		ctx, cancelTimeout = context.WithTimeoutCause(ctx, p.cfg.HandlerTimeout, errHandlerTimeout)
-		defer cancelTimeout()
-	}
-
-	p.metrics.HandlersRunning.Inc()
-	start := time.Now()
-	w := p.watch(workCtx, ctx, msg)
-	err := p.call(ctx, msg)
-	took := time.Since(start)
-	p.metrics.HandlersRunning.Dec()
-	p.metrics.HandlerDuration.Observe(took.Seconds())
-	if !p.returned(w) {
-		// It ignored its cancellation and its message was settled without
-		// it; until now its slot stayed busy, so concurrency still bounded
-		// what ran.
-		p.metrics.HandlersHung.Dec()
-		return false
-	}
-	p.leases.ObserveDuration(took)
-	return p.settle(workCtx, ctx, msg, err)
-}
-
 // settle ends msg's lease by its handler's result: delete on success,
 // retry after a delay on failure, release on a forced shutdown, nothing
 // (but counting) when the lease was lost. It reports success.
@@ -336,11 +317,15 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 		return false
 	}
 
+	if reason, ok := handler.DeadLetterReason(err); ok && p.deadLetter(bg, msg, reason) {
+		return false
+	}
+
 	outcome := metrics.OutcomeFailure
 	switch {
 	case errors.Is(err, errPanic):
 		outcome = metrics.OutcomePanic
-	case errors.Is(context.Cause(ctx), errHandlerTimeout):
+	case errors.Is(err, errHandlerTimeout):
 		outcome = metrics.OutcomeTimeout
 	}
 	delay, asked := handler.RetryAfter(err)
@@ -360,6 +345,10 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 		p.log.Warn("handler failed on the message's last receive; releasing it now so SQS moves it to the dead-letter queue", fields...)
 	case outcome == metrics.OutcomePanic:
 		p.log.Error("handler panicked; will retry the message", fields...)
+	case downstream.Classify(err).Downstream():
+		// The downstream's failure, not the message's: the breaker's
+		// state changes are the lines to read, not one per message.
+		p.log.Debug("downstream failed; will retry the message", fields...)
 	default:
 		p.log.Info("handler failed; will retry the message", fields...)
 	}

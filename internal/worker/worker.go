@@ -15,6 +15,8 @@ import (
 	"github.com/sqsworker/sqsworker/internal/ack"
 	"github.com/sqsworker/sqsworker/internal/batch"
 	"github.com/sqsworker/sqsworker/internal/config"
+	"github.com/sqsworker/sqsworker/internal/deadletter"
+	"github.com/sqsworker/sqsworker/internal/downstream"
 	"github.com/sqsworker/sqsworker/internal/fetch"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/lease"
@@ -41,9 +43,12 @@ type Worker struct {
 	fetcher  *fetch.Fetcher
 	pool     *pool.Pool
 	depths   *queuestats.Poller
+	guard    *downstream.Guard
 	buffered chan *message.Message
 	// maxReceiveCount is the queue's redrive policy's, 0 without a DLQ.
 	maxReceiveCount int
+	// dlqURL is the dead-letter queue the redrive policy names, "" without.
+	dlqURL string
 
 	life      startstop.Lifecycle
 	stopping  chan struct{} // closed by the first Stop or StopAndCancel
@@ -58,6 +63,7 @@ type API interface {
 	fetch.API
 	ack.API
 	lease.API
+	deadletter.API
 	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
@@ -126,19 +132,32 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		QueueURL: cfg.QueueURL, FlushInterval: cfg.DeleteFlushInterval,
 		MaxInFlightBatches: max(batch.DefaultMaxInFlight, cfg.MaxFetchers()),
 	}, client, w.leases, log, w.metrics)
+	d := cfg.Downstream
+	w.guard = downstream.New(downstream.Config{
+		Concurrency: cfg.Concurrency, DisableBreaker: !d.Breaker,
+		FailureRate: d.BreakerFailureRate, MinFailures: d.BreakerMinFailures, Window: d.BreakerWindow,
+		MaxProbeInterval: d.BreakerMaxProbeInterval, HealthURL: d.HealthURL,
+		DisableAdaptive: !d.AdaptiveConcurrency, MaxRate: d.MaxRate, MaxRateBurst: d.MaxRateBurst,
+	}, log, w.metrics)
+	w.health.Paused = w.guard.Failing
 	w.buffered = make(chan *message.Message, limit)
 	w.depths = queuestats.New(queuestats.Config{QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL, Interval: cfg.QueueStatsInterval},
 		client, w.metrics.QueueMessages, log)
 	w.fetcher = fetch.New(fetch.Config{
 		QueueURL: cfg.QueueURL, Fetchers: cfg.Fetchers, MaxFetchers: cfg.MaxFetchers(), MaxMessages: cfg.MaxMessages,
-		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout,
+		WaitTime: cfg.WaitTime, VisibilityTimeout: cfg.VisibilityTimeout, Gate: w.guard,
 	}, client, w.leases, w.health, w.buffered, log, w.metrics)
 	reserve := shutdownReserve(cfg.ShutdownTimeout)
-	w.pool = pool.New(pool.Config{
+	pcfg := pool.Config{
 		Concurrency: cfg.Concurrency, FIFO: cfg.FIFO(), HandlerTimeout: cfg.HandlerTimeout,
 		RetryBackoffMin: cfg.RetryBackoffMin, RetryBackoffMax: cfg.RetryBackoffMax,
 		MaxReceiveCount: w.maxReceiveCount, CancelGrace: min(reserve/2, forcedExit/2),
-	}, h, w.leases, w.deleter, w.buffered, log, w.metrics)
+		Gate: w.guard,
+	}
+	if w.dlqURL != "" {
+		pcfg.DeadLetter = deadletter.New(client, w.dlqURL, w.metrics.MessagesDeadLettered)
+	}
+	w.pool = pool.New(pcfg, h, w.leases, w.deleter, w.buffered, log, w.metrics)
 	return w, nil
 }
 
@@ -158,6 +177,15 @@ func (w *Worker) resolveQueue(ctx context.Context, client API, endpoint string) 
 		return fmt.Errorf("queue %s resolved to %q, not a queue URL: not starting", sqsapi.QueueRef{URL: w.cfg.QueueURL, Name: w.cfg.Queue}, q.URL)
 	}
 	w.cfg.QueueURL, w.maxReceiveCount = q.URL, q.MaxReceiveCount()
+	if q.RedrivePolicy != nil && q.RedrivePolicy.DeadLetterTargetARN != "" {
+		// Only for handlers that ask for the dead-letter queue; without
+		// its URL they are retried until SQS moves them.
+		if w.dlqURL, err = sqsapi.QueueURLOfARN(ctx, client, q.RedrivePolicy.DeadLetterTargetARN); err != nil {
+			w.log.Warn("cannot find the dead-letter queue: messages a handler marks for it are retried instead",
+				zap.String("dead_letter_target_arn", q.RedrivePolicy.DeadLetterTargetARN), zap.Error(err))
+			w.dlqURL = ""
+		}
+	}
 	return nil
 }
 
@@ -190,7 +218,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	// Receivers before senders: what a part hands on has somewhere to go.
-	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.pool.Start, w.depths.Start}
+	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.guard.Start, w.pool.Start, w.depths.Start}
 	for _, s := range []*metrics.Server{w.server, w.pprof} {
 		if s != nil {
 			starts = append(starts, s.Start)
@@ -348,6 +376,7 @@ func (w *Worker) shutdown() {
 		{"pool", func() error { return w.pool.Stop(handlersCtx) }},
 		{"final delete flush", func() error { return w.deleter.Stop(flushCtx) }},
 		{"receives", func() error { return <-fetchStopped }},
+		{"downstream probes", func() error { return w.guard.Stop(flushCtx) }},
 		{"lease table", func() error { return w.leases.Stop(flushCtx) }},
 		{"queue stats", func() error { return w.depths.Stop(flushCtx) }},
 		{"metrics server", func() error { return w.stopServer(flushCtx) }},

@@ -1,0 +1,632 @@
+package downstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker/internal/startstop"
+)
+
+// Defaults for Config.
+const (
+	DefaultFailureRate      = 0.5
+	DefaultMinFailures      = 10
+	DefaultWindow           = 10 * time.Second
+	DefaultProbeInterval    = time.Second
+	DefaultMaxProbeInterval = 15 * time.Second
+	DefaultHealthTimeout    = 5 * time.Second
+)
+
+// Config configures a Guard. Its zero value, but for Concurrency, is the
+// documented default: breaker and adaptive limit on, no rate limit.
+type Config struct {
+	// Concurrency is the most handlers that may run at once: the ceiling
+	// of the adaptive limit. Required.
+	Concurrency int
+
+	// DisableBreaker turns the circuit breaker off: every failure is the
+	// message's, and messages are never held.
+	DisableBreaker bool
+	// FailureRate and MinFailures are the breaker's rule: it opens after
+	// MinFailures handler calls in a row failed for the downstream's
+	// reasons, or when, within Window, at least MinFailures did and they
+	// were at least FailureRate of the calls that ended. Failures of the message's own (a 500, a non-zero exit)
+	// count as calls the downstream answered. Default to 0.5, 10 and 10s.
+	FailureRate float64
+	MinFailures int
+	Window      time.Duration
+	// ProbeInterval is the wait before the first probe after the breaker
+	// opens; it doubles after each failed probe up to MaxProbeInterval.
+	// Default to 1s and 15s.
+	ProbeInterval    time.Duration
+	MaxProbeInterval time.Duration
+	// HealthURL, when set, is probed (GET, 2xx is healthy) instead of
+	// sending a held message, and must answer before the first receive.
+	HealthURL string
+	// HealthTimeout bounds one health request. Defaults to 5s.
+	HealthTimeout time.Duration
+
+	// DisableAdaptive pins the concurrency limit at Concurrency. Otherwise
+	// the limit is cut by a tenth whenever the downstream asks to slow
+	// down or fails, and raised again while calls succeed at a stable
+	// latency (additive increase, multiplicative decrease).
+	DisableAdaptive bool
+
+	// MaxRate, when positive, is the most handler starts per second, with
+	// bursts of up to MaxRateBurst (defaults to 1).
+	MaxRate      float64
+	MaxRateBurst int
+
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.FailureRate <= 0 {
+		c.FailureRate = DefaultFailureRate
+	}
+	if c.MinFailures <= 0 {
+		c.MinFailures = DefaultMinFailures
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.MaxProbeInterval < c.ProbeInterval {
+		c.MaxProbeInterval = max(DefaultMaxProbeInterval, c.ProbeInterval)
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = DefaultHealthTimeout
+	}
+	if c.MaxRateBurst <= 0 {
+		c.MaxRateBurst = 1
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// ErrStopped is returned by Acquire when the stop channel closed first.
+var ErrStopped = errors.New("stopping")
+
+// errDownstream and errIgnored are what the breaker is told of a call.
+var (
+	errDownstream = errors.New("downstream failed")
+	errIgnored    = errors.New("ignored")
+)
+
+// Guard is the gate between received messages and handlers. Its methods
+// are safe for concurrent use. One mutex guards its own state; the breaker
+// has its own, and the guard never calls the breaker while holding its
+// mutex (the breaker calls back into the guard holding its).
+type Guard struct {
+	startstop.Lifecycle
+	cfg    Config
+	log    *zap.Logger
+	m      *metrics.Metrics
+	cb     *gobreaker.TwoStepCircuitBreaker[struct{}] // nil without a breaker
+	rate   *rate.Limiter                              // nil without a rate limit
+	client *http.Client                               // health probes
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced when a waiter may go on
+	limit    float64       // handlers that may run at once now
+	ssthresh float64       // below it the limit grows by one per success
+	inflight int
+	lastCut  time.Time // calls started before it do not cut the limit again
+	latency  float64   // moving average of successful calls, seconds
+	opens    int       // failed probes since the breaker last closed
+	probeAt  time.Time // when the next probe may start
+	held     int       // Acquire calls waiting because the breaker is open
+	ready    bool      // the health URL answered once (or none is set)
+	stop     context.CancelFunc
+	probing  sync.WaitGroup
+}
+
+// New creates a Guard; Start it to run the health probes.
+func New(cfg Config, log *zap.Logger, m *metrics.Metrics) *Guard {
+	cfg.setDefaults()
+	g := &Guard{
+		cfg: cfg, log: log.Named("downstream"), m: m,
+		changed: make(chan struct{}),
+		limit:   float64(cfg.Concurrency), ssthresh: float64(cfg.Concurrency),
+		ready:  cfg.HealthURL == "",
+		client: &http.Client{Timeout: cfg.HealthTimeout},
+	}
+	if !cfg.DisableBreaker {
+		g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        "downstream",
+			MaxRequests: 1,
+			Interval:    cfg.Window,
+			// A rolling window: old outcomes leave it a tenth at a time.
+			BucketPeriod: cfg.Window / 10,
+			// The guard schedules probes itself (probeAt, with backoff);
+			// the breaker only has to be half-open by the first one.
+			Timeout:       cfg.ProbeInterval,
+			ReadyToTrip:   g.readyToTrip,
+			OnStateChange: g.stateChanged,
+			IsExcluded:    func(err error) bool { return errors.Is(err, errIgnored) },
+		})
+	}
+	if cfg.MaxRate > 0 {
+		g.rate = rate.NewLimiter(rate.Limit(cfg.MaxRate), cfg.MaxRateBurst)
+	}
+	m.ConcurrencyLimit.Set(g.limit)
+	m.DownstreamState.Set(0)
+	return g
+}
+
+// readyToTrip: MinFailures downstream failures in a row, or at least
+// MinFailures that are FailureRate of the calls ended within the window
+// (the successes just before an outage stay in the window for a while).
+func (g *Guard) readyToTrip(c gobreaker.Counts) bool {
+	if int(c.ConsecutiveFailures) >= g.cfg.MinFailures {
+		return true
+	}
+	ended := c.TotalSuccesses + c.TotalFailures
+	return int(c.TotalFailures) >= g.cfg.MinFailures && float64(c.TotalFailures) >= g.cfg.FailureRate*float64(ended)
+}
+
+// stateChanged runs under the breaker's mutex: it must not call the
+// breaker.
+func (g *Guard) stateChanged(_ string, from, to gobreaker.State) {
+	now := g.cfg.Now()
+	g.mu.Lock()
+	switch to {
+	case gobreaker.StateOpen:
+		g.opens++
+		wait := g.cfg.ProbeInterval << min(g.opens-1, 20)
+		g.probeAt = now.Add(min(wait, g.cfg.MaxProbeInterval))
+	case gobreaker.StateClosed:
+		g.opens = 0
+		// Ramp back up from one handler, doubling while calls succeed,
+		// rather than send the whole backlog at once.
+		if !g.cfg.DisableAdaptive {
+			g.limit, g.ssthresh = 1, float64(g.cfg.Concurrency)
+			g.m.ConcurrencyLimit.Set(g.limit)
+		}
+	}
+	probeAt, held := g.probeAt, g.held
+	g.notifyLocked()
+	g.mu.Unlock()
+
+	g.m.DownstreamState.Set(stateValue(to))
+	switch {
+	case to == gobreaker.StateOpen && from == gobreaker.StateClosed:
+		g.log.Info("downstream failing: holding the messages in hand and pausing receives; will probe it",
+			zap.Time("next_probe_at", probeAt), zap.Int("held", held))
+	case to == gobreaker.StateOpen:
+		g.log.Debug("probe failed; downstream still failing", zap.Time("next_probe_at", probeAt))
+	case to == gobreaker.StateClosed:
+		g.log.Info("downstream recovered: resuming receives, ramping concurrency back up",
+			zap.Int("held", held), zap.Int("max_concurrency", g.cfg.Concurrency))
+	}
+}
+
+// stateValue is sqsworker_downstream_state's value for a breaker state.
+func stateValue(s gobreaker.State) float64 {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	default:
+		return 0
+	}
+}
+
+func (g *Guard) notifyLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+func (g *Guard) state() gobreaker.State {
+	if g.cb == nil {
+		return gobreaker.StateClosed
+	}
+	return g.cb.State()
+}
+
+// Failing reports whether the breaker holds the downstream as failing.
+func (g *Guard) Failing() bool { return g.state() != gobreaker.StateClosed }
+
+// Limit is the number of handlers that may run at once now.
+func (g *Guard) Limit() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return int(g.limit)
+}
+
+// Start runs the health probes when a health URL is set.
+func (g *Guard) Start(ctx context.Context) error {
+	if err := g.BeginStart(); err != nil {
+		return err
+	}
+	ctx, g.stop = context.WithCancel(ctx)
+	if g.cfg.HealthURL != "" {
+		g.probing.Add(1)
+		go func() {
+			defer g.probing.Done()
+			g.probeHealth(ctx)
+		}()
+	}
+	return nil
+}
+
+// Stop ends the health probes. Stopping twice, or before Start, is
+// harmless.
+func (g *Guard) Stop(context.Context) error {
+	if _, running := g.BeginStop(); !running {
+		return nil
+	}
+	g.stop()
+	g.probing.Wait()
+	g.Stopped()
+	return nil
+}
+
+// Permit is one handler start. Done must be called once the call ended.
+type Permit struct {
+	g     *Guard
+	done  func(error) // the breaker's; nil without one
+	start time.Time
+}
+
+// Acquire waits until a handler may start: the breaker lets calls through
+// (or this one is the probe), the concurrency limit has room, and the rate
+// limit grants a start. While the breaker is open the caller is counted as
+// holding its message. It returns ErrStopped when stop closes first, or
+// ctx's error.
+func (g *Guard) Acquire(ctx context.Context, stop <-chan struct{}) (*Permit, error) {
+	holding := false
+	defer func() {
+		if holding {
+			g.setHeld(-1)
+		}
+	}()
+	for {
+		g.mu.Lock()
+		changed := g.changed
+		g.mu.Unlock()
+		var timeout time.Duration
+		switch st := g.state(); st {
+		case gobreaker.StateClosed:
+			if holding {
+				holding = false
+				g.setHeld(-1)
+			}
+			if p, ok := g.take(); ok {
+				if err := g.waitRate(ctx, stop, p); err != nil {
+					return nil, err
+				}
+				return p, nil
+			}
+		default:
+			if !holding {
+				holding = true
+				g.setHeld(+1)
+			}
+			untilProbe := g.untilProbe()
+			if untilProbe <= 0 && st == gobreaker.StateHalfOpen && g.cfg.HealthURL == "" {
+				if done, err := g.cb.Allow(); err == nil {
+					g.mu.Lock()
+					g.inflight++
+					g.mu.Unlock()
+					g.log.Debug("probing the downstream with a held message")
+					return &Permit{g: g, done: done, start: g.cfg.Now()}, nil
+				}
+			}
+			timeout = untilProbe
+		}
+		if err := wait(ctx, stop, changed, timeout); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// wait returns when changed closes or timeout (if positive) passes, or
+// with ErrStopped or ctx's error.
+func wait(ctx context.Context, stop <-chan struct{}, changed <-chan struct{}, timeout time.Duration) error {
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-changed:
+	case <-timer:
+	case <-stop:
+		return ErrStopped
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// take claims room under the concurrency limit and the breaker's leave.
+func (g *Guard) take() (*Permit, bool) {
+	g.mu.Lock()
+	if g.inflight >= max(int(g.limit), 1) {
+		g.mu.Unlock()
+		return nil, false
+	}
+	g.inflight++
+	g.mu.Unlock()
+	p := &Permit{g: g, start: g.cfg.Now()}
+	if g.cb != nil {
+		done, err := g.cb.Allow()
+		if err != nil { // opened meanwhile
+			g.release()
+			return nil, false
+		}
+		p.done = done
+	}
+	return p, true
+}
+
+func (g *Guard) release() {
+	g.mu.Lock()
+	g.inflight--
+	g.notifyLocked()
+	g.mu.Unlock()
+}
+
+// waitRate waits for the rate limit's grant of a start; a wait that is cut
+// short gives the permit back.
+func (g *Guard) waitRate(ctx context.Context, stop <-chan struct{}, p *Permit) error {
+	if g.rate == nil {
+		return nil
+	}
+	r := g.rate.ReserveN(g.cfg.Now(), 1)
+	d := r.DelayFrom(g.cfg.Now())
+	if d <= 0 {
+		return nil
+	}
+	g.m.RateLimitWaits.Inc()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var err error
+	select {
+	case <-t.C:
+		p.start = g.cfg.Now()
+		return nil
+	case <-stop:
+		err = ErrStopped
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	r.Cancel()
+	p.Done(Ignored)
+	return err
+}
+
+func (g *Guard) untilProbe() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.probeAt.Sub(g.cfg.Now())
+}
+
+func (g *Guard) setHeld(d int) {
+	g.mu.Lock()
+	g.held += d
+	held := g.held
+	if d < 0 {
+		g.notifyLocked() // a fetcher may wait for no message to be held
+	}
+	g.mu.Unlock()
+	g.m.MessagesHeld.Set(float64(held))
+}
+
+// Done reports how the call went. It returns whether the message should
+// be held rather than handed back to SQS: the call failed for the
+// downstream's reasons and the breaker now holds the downstream as
+// failing.
+func (p *Permit) Done(k Kind) (hold bool) {
+	g := p.g
+	now := g.cfg.Now()
+	took := now.Sub(p.start)
+	g.mu.Lock()
+	g.inflight--
+	atFloor := g.limit <= 1
+	g.adjustLocked(k, p.start, now, took)
+	g.notifyLocked()
+	g.mu.Unlock()
+
+	if k.Downstream() {
+		g.m.DownstreamFailures.WithLabelValues(k.String()).Inc()
+	}
+	if p.done != nil {
+		switch {
+		case k == Ignored:
+			p.done(errIgnored)
+		// An overloaded answer is the downstream asking for fewer calls,
+		// which the limit gives it; only when even one call at a time is
+		// too many (or the limit is pinned) is it a failure.
+		case k == Unavailable, k == Overloaded && (atFloor || g.cfg.DisableAdaptive):
+			p.done(errDownstream)
+		case k == Overloaded:
+			p.done(errIgnored)
+		default:
+			p.done(nil)
+		}
+	}
+	return k.Downstream() && g.Failing()
+}
+
+// adjustLocked moves the concurrency limit: cut by a tenth (at most once
+// per round of calls: only a call started after the last cut cuts again)
+// when the downstream failed or asked to slow down; raised after a success
+// at a stable latency, by one per success below ssthresh (a ramp that
+// doubles each round), by a quarter per round above it.
+func (g *Guard) adjustLocked(k Kind, start, now time.Time, took time.Duration) {
+	if g.cfg.DisableAdaptive {
+		return
+	}
+	before := g.limit
+	switch {
+	case k.Downstream():
+		if start.Before(g.lastCut) {
+			return
+		}
+		g.limit = max(1, float64(int(g.limit*0.9)))
+		g.ssthresh, g.lastCut = g.limit, now
+	case k == Succeeded, k == MessageFailed:
+		secs := took.Seconds()
+		// Stable: within twice the usual latency (and 5ms, for calls so
+		// quick that scheduling noise dwarfs them).
+		stable := g.latency == 0 || secs <= max(2*g.latency, g.latency+0.005)
+		g.latency = ewma(g.latency, secs)
+		if !stable {
+			return
+		}
+		if g.limit < g.ssthresh {
+			g.limit++
+		} else {
+			g.limit += 0.25 / g.limit
+		}
+		g.limit = min(g.limit, float64(g.cfg.Concurrency))
+	}
+	if g.limit != before {
+		g.m.ConcurrencyLimit.Set(float64(int(g.limit)))
+	}
+}
+
+func ewma(avg, x float64) float64 {
+	if avg == 0 {
+		return x
+	}
+	return avg + (x-avg)/20
+}
+
+// WaitReceive blocks a fetcher while it should not receive: until the
+// health URL has answered once, and while the breaker is open and
+// messages are held (or a health URL does the probing). With nothing held
+// and the probe due, a receive is let through so that a received message
+// can be the probe.
+func (g *Guard) WaitReceive(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		changed, ready, held := g.changed, g.ready, g.held
+		g.mu.Unlock()
+		var timeout time.Duration
+		if ready {
+			if g.state() == gobreaker.StateClosed {
+				return nil
+			}
+			timeout = g.untilProbe()
+			if held == 0 && g.cfg.HealthURL == "" && timeout <= 0 {
+				return nil
+			}
+		}
+		if err := wait(ctx, nil, changed, timeout); err != nil {
+			return err
+		}
+	}
+}
+
+// probeHealth waits for the health URL to answer before the first
+// receive, then probes it whenever the breaker is open.
+func (g *Guard) probeHealth(ctx context.Context) {
+	wait := g.cfg.ProbeInterval
+	for !g.isReady() {
+		err := g.checkHealth(ctx)
+		if err == nil {
+			g.mu.Lock()
+			g.ready = true
+			g.notifyLocked()
+			g.mu.Unlock()
+			g.log.Info("handler health URL answers; starting to receive")
+			break
+		}
+		if wait == g.cfg.ProbeInterval {
+			g.log.Info("waiting for the handler health URL before the first receive", zap.Error(err))
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		wait = min(2*wait, g.cfg.MaxProbeInterval)
+	}
+	for {
+		g.mu.Lock()
+		changed := g.changed
+		g.mu.Unlock()
+		if g.state() == gobreaker.StateClosed {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !sleep(ctx, g.untilProbe()) {
+			return
+		}
+		if g.state() != gobreaker.StateHalfOpen {
+			continue
+		}
+		done, err := g.cb.Allow()
+		if err != nil {
+			continue
+		}
+		if err := g.checkHealth(ctx); err != nil {
+			g.log.Debug("health probe failed", zap.Error(err))
+			done(errDownstream)
+			continue
+		}
+		done(nil)
+	}
+}
+
+func (g *Guard) isReady() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ready
+}
+
+func (g *Guard) checkHealth(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.cfg.HealthURL, nil)
+	if err != nil {
+		return err
+	}
+	where := req.URL.Redacted() // never a password in a log line
+	resp, err := g.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("health check %s: %w", where, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("health check %s: status %s", where, resp.Status)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
