@@ -48,7 +48,10 @@ COPY --from=build /out/worker /usr/local/bin/worker
 # 65532 is distroless's nonroot user. Numeric, so that Kubernetes'
 # runAsNonRoot can check it without reading /etc/passwd.
 USER 65532:65532
-# /metrics, /healthz and /readyz (--metrics-addr, default :9090).
+# /metrics, /healthz and /readyz on every interface of the container, so
+# that Prometheus and the kubelet's probes reach them: the worker's own
+# default outside a container is loopback only. --metrics-addr overrides it.
+ENV SQSWORKER_METRICS_ADDR=:9090
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/worker"]
 CMD ["run"]
