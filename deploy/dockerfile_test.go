@@ -59,7 +59,7 @@ func parseDockerfile(text string) (args map[string]string, stages []stage, err e
 		switch {
 		case in.cmd == "FROM":
 			f := strings.Fields(in.args)
-			s := stage{base: f[0]}
+			s := stage{base: os.Expand(f[0], func(k string) string { return args[k] })}
 			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
 				s.name = f[2]
 			}
