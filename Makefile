@@ -32,8 +32,21 @@ $(SQS_SERVER): $(SQS_SERVER_DIR)/package.json $(SQS_SERVER_DIR)/package-lock.jso
 	cd $(SQS_SERVER_DIR) && npm ci --no-audit --no-fund --engine-strict=false --loglevel=error
 	@touch $@
 
-build: ## Build bin/worker
-	$(GO) build -tags $(WORKER_TAGS) -o $(BIN)/worker ./cmd/worker
+# `worker version` names the commit built, its time and whether tracked
+# files differed from it, stamped at link time from git: the go command
+# stamps them itself only with -buildvcs on, and GOFLAGS may turn it off.
+# The version is `git describe --tags --dirty`, "devel" without a tag.
+# Outside a git checkout all stay empty and the go command's, if any, show.
+BUILDINFO := github.com/sqsworker/sqsworker/internal/buildinfo
+GIT_VERSION = $(shell git describe --tags --dirty 2>/dev/null)
+GIT_REVISION = $(shell git rev-parse HEAD 2>/dev/null)
+GIT_TIME = $(shell TZ=UTC git show -s --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd HEAD 2>/dev/null)
+GIT_MODIFIED = $(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo true)
+WORKER_LDFLAGS = -X $(BUILDINFO).version=$(GIT_VERSION) -X $(BUILDINFO).revision=$(GIT_REVISION) \
+	-X $(BUILDINFO).revisionTime=$(GIT_TIME) -X $(BUILDINFO).modified=$(GIT_MODIFIED)
+
+build: ## Build bin/worker, stamped with the commit it was built from
+	$(GO) build -tags $(WORKER_TAGS) -ldflags "$(WORKER_LDFLAGS)" -o $(BIN)/worker ./cmd/worker
 
 demo: tools build ## Run the whole job end to end against a local server and print a summary
 	$(GO) build -o $(BIN)/demo-handler ./examples/handler

@@ -130,16 +130,35 @@ type kubeBase struct {
 	count        int
 }
 
-func loadKubeBase(t *testing.T) kubeBase {
+// kustomization is deploy/kubernetes/kustomization.yaml.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Images     []kustomizeImage `json:"images"`
+}
+
+// kustomizeImage is one entry of a kustomization's images: what the
+// containers' image of that name becomes.
+type kustomizeImage struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName"`
+	NewTag  string `json:"newTag"`
+	Digest  string `json:"digest"`
+}
+
+func loadKustomization(t *testing.T) kustomization {
 	t.Helper()
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
+	var k kustomization
 	if err := yaml.UnmarshalStrict(readFile(t, "deploy/kubernetes/kustomization.yaml"), &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
+	return k
+}
+
+func loadKubeBase(t *testing.T) kubeBase {
+	t.Helper()
+	k := loadKustomization(t)
 	var b kubeBase
 	for _, file := range k.Resources {
 		for i, doc := range strings.Split(string(readFile(t, "deploy/kubernetes/"+file)), "\n---\n") {
