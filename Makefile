@@ -14,11 +14,11 @@ WORKER_TAGS := grpcnotrace
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-tools: $(SQS_SERVER) promtool ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server) and promtool
+tools: $(SQS_SERVER) ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server)
 
-# promtool checks and unit-tests deploy/monitoring/alerts.yml; Debian's
-# prometheus package ships it (building it from source takes too long).
-# Without apt-get the alert rule tests skip and say why.
+# promtool checks and unit-tests deploy/monitoring/alerts.yml, for make
+# test only; Debian's prometheus package ships it (building it from source
+# takes too long). Without apt-get the alert rule tests skip and say why.
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1; then \
@@ -52,7 +52,7 @@ demo: tools build ## Run the whole job end to end against a local server and pri
 	$(GO) build -o $(BIN)/demo-handler ./examples/handler
 	$(GO) run ./examples/demo --worker $(BIN)/worker --handler $(BIN)/demo-handler
 
-test: tools lint ## Run every test (with -race), after gofmt, go vet and golangci-lint
+test: tools promtool lint ## Run every test (with -race), after gofmt, go vet and golangci-lint
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
