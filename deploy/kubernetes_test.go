@@ -132,9 +132,9 @@ type kubeBase struct {
 
 // kustomization is deploy/kubernetes/kustomization.yaml.
 type kustomization struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Resources  []string `json:"resources"`
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Resources  []string         `json:"resources"`
 	Images     []kustomizeImage `json:"images"`
 }
 
