@@ -10,7 +10,14 @@
 # The example-handler and example-producer stages are the examples the
 # compose stack runs beside the worker (docker-compose.yml).
 
+# Base images, each by an exact tag. The Go toolchain's is its full version
+# (go.mod's). distroless publishes no version tags (static-debian12 is the
+# Debian release, nonroot the variant), so a build that must not change
+# under a moving tag pins the runtime base by a digest it has checked:
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot
+#   docker build --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:… .
 ARG GO_VERSION=1.26.8
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
@@ -31,24 +38,27 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-handler ./examples/handler && \
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-producer ./examples/producer
 
-FROM gcr.io/distroless/static-debian12:nonroot AS example-handler
+FROM ${RUNTIME_IMAGE} AS example-handler
 COPY --from=build /out/example-handler /example-handler
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/example-handler", "--addr", ":8080"]
 
-FROM gcr.io/distroless/static-debian12:nonroot AS example-producer
+FROM ${RUNTIME_IMAGE} AS example-producer
 COPY --from=build /out/example-producer /example-producer
 USER 65532:65532
 ENTRYPOINT ["/example-producer"]
 
 # Last, so that a plain `docker build .` builds it.
-FROM gcr.io/distroless/static-debian12:nonroot AS worker
+FROM ${RUNTIME_IMAGE} AS worker
 COPY --from=build /out/worker /usr/local/bin/worker
 # 65532 is distroless's nonroot user. Numeric, so that Kubernetes'
 # runAsNonRoot can check it without reading /etc/passwd.
 USER 65532:65532
-# /metrics, /healthz and /readyz (--metrics-addr, default :9090).
+# /metrics, /healthz and /readyz on every interface of the container, so
+# that Prometheus and the kubelet's probes reach them: the worker's own
+# default outside a container is loopback only. --metrics-addr overrides it.
+ENV SQSWORKER_METRICS_ADDR=:9090
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/worker"]
 CMD ["run"]

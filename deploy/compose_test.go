@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -106,6 +107,9 @@ func TestCompose(t *testing.T) {
 		if cmd != "run" {
 			continue
 		}
+		if addr, _ := inv.setting("metrics-addr"); !allInterfaces(addr) {
+			t.Errorf("%s: --metrics-addr %q, want \":PORT\" set explicitly: Prometheus scrapes from another container", inv.where, addr)
+		}
 		port := metricsPort(t, inv)
 		if want := scraped[s.Name]; want == 0 || port != itoa(want) {
 			t.Errorf("%s serves metrics on port %s; prometheus.yml scrapes it on %d", inv.where, port, want)
@@ -166,6 +170,55 @@ func TestCompose(t *testing.T) {
 			t.Errorf("docker-compose.yml: service %s has no comment above it saying what it is for", m[1])
 		}
 	}
+}
+
+// TestComposePublishesOnlyToLoopback: none of the stack's services checks
+// who calls it (the SQS server takes any credentials, Prometheus and
+// Grafana have no login), so every port it publishes is bound to
+// 127.0.0.1, not offered on every interface of the host; Grafana's
+// anonymous users only view; Prometheus's HTTP API cannot stop it or
+// delete its data.
+func TestComposePublishesOnlyToLoopback(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	published := 0
+	for _, s := range p.Services {
+		for _, port := range s.Ports {
+			published++
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("service %s publishes port %d on host address %q: want \"127.0.0.1:%s:%d\"",
+					s.Name, port.Target, port.HostIP, port.Published, port.Target)
+			}
+		}
+		for _, arg := range s.Command {
+			for _, risky := range []string{"--web.enable-lifecycle", "--web.enable-admin-api"} {
+				if strings.HasPrefix(arg, risky) {
+					t.Errorf("service %s runs with %s: anyone who reaches its port can stop it or change its data", s.Name, arg)
+				}
+			}
+		}
+	}
+	if published == 0 {
+		t.Error("docker-compose.yml publishes no port: the checks above saw nothing")
+	}
+	g, ok := p.Services["grafana"]
+	if !ok {
+		t.Fatal("docker-compose.yml has no grafana service")
+	}
+	if env := g.Environment; env["GF_AUTH_ANONYMOUS_ENABLED"] != nil && *env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" {
+		// Unset, the role is Grafana's default, Viewer.
+		if role := env["GF_AUTH_ANONYMOUS_ORG_ROLE"]; role != nil && *role != "Viewer" {
+			t.Errorf("grafana lets anonymous users in as %s, want Viewer (not Editor or Admin)", *role)
+		}
+	}
+}
+
+// allInterfaces reports whether a listen address ("host:port") takes
+// connections on every interface: what a container's port must do to be
+// reached from another container or through a published port.
+func allInterfaces(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	return err == nil && port != "" && (host == "" || host == "0.0.0.0" || host == "::")
 }
 
 func slicesContains(list []string, s string) bool {

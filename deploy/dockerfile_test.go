@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +59,7 @@ func parseDockerfile(text string) (args map[string]string, stages []stage, err e
 		switch {
 		case in.cmd == "FROM":
 			f := strings.Fields(in.args)
-			s := stage{base: f[0]}
+			s := stage{base: os.Expand(f[0], func(k string) string { return args[k] })}
 			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
 				s.name = f[2]
 			}
@@ -158,7 +159,8 @@ func runtimeBase(base string) bool {
 // a multi-stage build of a static, trimmed binary; runtime stages on
 // distroless/static or scratch, with a numeric non-root user and an
 // exec-form entrypoint that names the binary copied in; the Go version the
-// module asks for; the metrics port exposed.
+// module asks for; the metrics address on every interface, its port
+// exposed.
 func TestDockerfile(t *testing.T) {
 	t.Parallel()
 	args, stages := readDockerfile(t)
@@ -230,9 +232,20 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(ep.args, "/worker") {
 		t.Errorf("the final stage's ENTRYPOINT %s does not run the worker", ep.args)
 	}
-	_, port, _ := strings.Cut(config.DefaultMetricsAddr, ":")
+	// In a container the metrics address listens on every interface, or
+	// neither Prometheus nor the probes could reach it.
+	addr := config.DefaultMetricsAddr
+	for _, env := range final.all("ENV") {
+		if v, ok := strings.CutPrefix(env.args, "SQSWORKER_METRICS_ADDR="); ok {
+			addr = v
+		}
+	}
+	if !allInterfaces(addr) {
+		t.Errorf("the final stage's metrics address is %q, want ENV SQSWORKER_METRICS_ADDR=:PORT: in a container it must listen on every interface", addr)
+	}
+	_, port, _ := net.SplitHostPort(addr)
 	if expose, _ := final.last("EXPOSE"); !strings.Contains(" "+expose.args+" ", " "+port+" ") {
-		t.Errorf("the final stage EXPOSEs %q, want the metrics port %s (--metrics-addr %s)", expose.args, port, config.DefaultMetricsAddr)
+		t.Errorf("the final stage EXPOSEs %q, want the metrics port %s (--metrics-addr %s)", expose.args, port, addr)
 	}
 }
 

@@ -13,16 +13,17 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 // TestQueriedMetricsAreExported runs the worker binary against the local
 // server with a dead-letter queue, lets it handle messages (some fail and
-// are retried), scrapes /metrics, and checks that every metric the
-// dashboard and the alert rules query is exported with every label they
-// select or group by; and that each SQS action the worker called is one
-// the worker's IAM policy allows.
+// are retried, one the handler dead-letters), scrapes /metrics, and checks
+// that every metric the dashboard and the alert rules query is exported
+// with every label they select or group by; and that each SQS action the
+// worker called is one the worker's IAM policy allows.
 func TestQueriedMetricsAreExported(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -37,13 +38,18 @@ func TestQueriedMetricsAreExported(t *testing.T) {
 			bodies[i] = fmt.Sprintf("fail-%02d", i)
 		}
 	}
+	bodies[0] = "dead-00" // the handler says it can never succeed
 	if err := server.SendBodies(ctx, q.URL, bodies, nil); err != nil {
 		t.Fatal(err)
 	}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		if strings.HasPrefix(string(b), "fail-") {
+		switch {
+		case strings.HasPrefix(string(b), "fail-"):
 			http.Error(w, "refused", http.StatusInternalServerError)
+		case strings.HasPrefix(string(b), "dead-"):
+			w.Header().Set(handler.DeadLetterHeader, "unparseable")
+			http.Error(w, "cannot parse it", http.StatusUnprocessableEntity)
 		}
 	}))
 	defer app.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -129,16 +130,35 @@ type kubeBase struct {
 	count        int
 }
 
-func loadKubeBase(t *testing.T) kubeBase {
+// kustomization is deploy/kubernetes/kustomization.yaml.
+type kustomization struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Resources  []string         `json:"resources"`
+	Images     []kustomizeImage `json:"images"`
+}
+
+// kustomizeImage is one entry of a kustomization's images: what the
+// containers' image of that name becomes.
+type kustomizeImage struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName"`
+	NewTag  string `json:"newTag"`
+	Digest  string `json:"digest"`
+}
+
+func loadKustomization(t *testing.T) kustomization {
 	t.Helper()
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
+	var k kustomization
 	if err := yaml.UnmarshalStrict(readFile(t, "deploy/kubernetes/kustomization.yaml"), &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
+	return k
+}
+
+func loadKubeBase(t *testing.T) kubeBase {
+	t.Helper()
+	k := loadKustomization(t)
 	var b kubeBase
 	for _, file := range k.Resources {
 		for i, doc := range strings.Split(string(readFile(t, "deploy/kubernetes/"+file)), "\n---\n") {
@@ -392,7 +412,9 @@ func boolInt(b bool) int {
 }
 
 // TestIAMPolicies: the worker's policy allows only what consuming needs,
-// on named queues; the tools' policy adds what they do (create, send).
+// on named queues, and sending only to the dead-letter queue (where it
+// moves a message its handler says can never succeed); the tools' policy
+// adds what they do (create, send).
 func TestIAMPolicies(t *testing.T) {
 	t.Parallel()
 	worker := policyActions(t, "deploy/kubernetes/iam/worker-policy.json")
@@ -402,7 +424,7 @@ func TestIAMPolicies(t *testing.T) {
 			t.Errorf("the worker's policy lacks %s", a)
 		}
 	}
-	for _, a := range []string{"sqs:SendMessage", "sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:DeleteQueue", "sqs:PurgeQueue"} {
+	for _, a := range []string{"sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:DeleteQueue", "sqs:PurgeQueue"} {
 		if worker[a] {
 			t.Errorf("the worker's policy allows %s, which consuming does not need", a)
 		}
@@ -416,11 +438,21 @@ func TestIAMPolicies(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, "deploy/kubernetes/iam/worker-policy.json"), &p); err != nil {
 		t.Fatal(err)
 	}
+	dlq := regexp.MustCompile(`-dlq(\.fifo)?$`)
+	sendsToDLQ := false
 	for _, s := range p.Statement {
+		sends := slices.Contains(stringOrList(t, s.Action), "sqs:SendMessage")
 		for _, r := range stringOrList(t, s.Resource) {
 			if strings.Contains(r, "*") {
 				t.Errorf("the worker's policy statement %s applies to %s: name the queues", s.Sid, r)
 			}
+			if sends && !dlq.MatchString(r) {
+				t.Errorf("the worker's policy statement %s lets it send to %s: the worker sends only to the dead-letter queue", s.Sid, r)
+			}
+			sendsToDLQ = sendsToDLQ || sends && dlq.MatchString(r)
 		}
+	}
+	if !sendsToDLQ {
+		t.Error("the worker's policy does not let it send to the dead-letter queue, where it moves a message its handler says can never succeed")
 	}
 }

@@ -59,6 +59,8 @@ func run(args []string) error {
 	fs.DurationVar(&opts.IdleDuration, "idle-duration", 0, "idle-cost leaves the worker on an empty queue this long (0: 60s)")
 	fs.DurationVar(&opts.FootprintHold, "footprint-hold", 0, "footprint handler time, so that 1,000 messages are in flight (0: 500ms)")
 	fs.IntVar(&opts.IntegrityRuns, "integrity-runs", 0, "how many times receive-integrity runs its case (0: 20)")
+	fs.DurationVar(&opts.BackpressureWarmup, "backpressure-warmup", 0, "backpressure lets the worker find the endpoint's capacity this long before it counts (0: 10s)")
+	fs.DurationVar(&opts.BackpressureSpan, "backpressure-span", 0, "backpressure counts the endpoint's answers this long after the warm-up (0: 20s)")
 	fs.StringVar(&opts.WorkerBinary, "worker", "", "worker binary for the scenarios that run one (empty: build ./cmd/worker)")
 	fs.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of each in-process scenario's worker phase here (noop-throughput: its first round; --throughput-rounds 1 profiles all of it)")
 	fs.StringVar(&opts.MemProfile, "memprofile", "", "write an allocation profile at the end of each in-process scenario here")

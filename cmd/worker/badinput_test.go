@@ -106,26 +106,30 @@ func TestBadInputOneClearLine(t *testing.T) {
 }
 
 // TestRefusingHandlerLosesNothing: a handler that refuses connections is
-// not a start-up error (an application may start after its worker); each
-// message fails with a line naming the URL and what happens next, stays in
-// the queue, and is handled once the handler answers.
+// not a start-up error (an application may start after its worker): the
+// breaker opens, the messages in hand are held and released at the stop,
+// every message stays in the queue and is handled once the handler
+// answers.
 func TestRefusingHandlerLosesNothing(t *testing.T) {
 	const n = 20
 	q, sent := sendAll(t, "bad-handler", n, sqstest.QueueOptions{})
 	refusing := "http://" + closedPort(t) + "/work"
 	w := startWorker(t, "--queue-url", q.URL, "--http-url", refusing, "--wait-time", "1s",
 		"--retry-backoff-min", "1s", "--retry-backoff-max", "1s")
-	testkit.Eventually(t, time.Minute, "every message failed once", func() bool {
-		return w.scrape().Value("sqsworker_messages_processed_total", "outcome", "failure") >= n
+	// A handler that refuses every connection is a downstream outage: the
+	// worker holds what it has and stops receiving, rather than spend the
+	// messages' receives.
+	testkit.Eventually(t, time.Minute, "the breaker open and messages held", func() bool {
+		m := w.scrape()
+		return m.Value("sqsworker_downstream_state") == 2 && m.Value("sqsworker_messages_held") > 0
 	})
 	ready := w.ready()
 	if code := w.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0", code)
 	}
 	logs := w.Logs()
-	if !strings.Contains(logs, "handler failed; will retry the message") || !strings.Contains(logs, refusing) ||
-		!strings.Contains(logs, "connection refused") {
-		t.Errorf("no log line says the handler at %s refused and the message will be retried:\n%s", refusing, w.LastLines(40))
+	if !strings.Contains(logs, "downstream failing") {
+		t.Errorf("no log line says the downstream is failing:\n%s", w.LastLines(40))
 	}
 	d := depth(t, q.URL)
 	rec := newRecorder(t, nil)

@@ -210,8 +210,6 @@ type logLine struct {
 	MessageID string `json:"message_id"`
 	// ReceiveCount is the message's, on the lines about one message.
 	ReceiveCount int `json:"receive_count"`
-	// TS is when the line was written, in seconds since the epoch.
-	TS float64 `json:"ts"`
 }
 
 // logLines parses the worker's JSON log; lines that are not JSON are

@@ -384,9 +384,9 @@ func runFlags(f *flagSet, c *config.Config) {
 
 	f.group("Downstream protection")
 	d := &c.Downstream
-	f.Var(&d.Breaker, "breaker", "hold messages instead of retrying them while the downstream fails (refused, 502/503/504, timeouts), pause receives, probe it")
+	f.Var(&d.Breaker, "breaker", "hold messages instead of retrying them while the downstream fails (refused, 502, 504, timeouts; 429 and 503 once concurrency is down to 1), pause receives, probe it")
 	f.Var(&d.BreakerFailureRate, "breaker-failure-rate", "share of calls within --breaker-window that must fail for the downstream's reasons to open the breaker")
-	f.Var(&d.BreakerMinFailures, "breaker-min-failures", "fewest such failures within --breaker-window that open the breaker")
+	f.Var(&d.BreakerMinFailures, "breaker-min-failures", "downstream failures in a row, or at least this many within --breaker-window at --breaker-failure-rate, that open the breaker")
 	f.Var(&d.BreakerWindow, "breaker-window", "window over which the breaker counts calls")
 	f.Var(&d.BreakerMaxProbeInterval, "breaker-max-probe-interval", "longest wait between probes of a failing downstream (they start 1s apart and double)")
 	f.Var(&d.HealthURL, "handler-health-url", "probe this URL (GET, 2xx is healthy) instead of a held message, and wait for it before the first receive")

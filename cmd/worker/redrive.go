@@ -29,7 +29,15 @@ two messages with the same body both arrive under content-based deduplication.
 writes (try it on a drained file with jq first); the messages it selects move,
 the others stay in the dead-letter queue untouched, as do those a target
 refuses (each named). --dry-run prints the lines that would move and the
-counts, and moves nothing. Progress shows on stderr when it is a terminal.`,
+counts, and moves nothing. Progress shows on stderr when it is a terminal.
+
+A run reads at most as many messages as the dead-letter queue held when it
+started (visible, in flight and delayed): messages that arrive during the run
+are left for the next one. It remembers the message id of every copy it sent,
+and SQS keeps a message's id when it moves it to a dead-letter queue, so a
+copy whose consumer fails on it again and that comes back during the run is
+recognised and left in the dead-letter queue, not moved again: a consumer
+that keeps failing cannot keep a redrive going.`,
 	example: `worker redrive --from orders-dlq
 worker redrive --from orders-dlq --filter '.message_attributes.kind.string_value == "created"' --dry-run
 worker redrive --from orders-dlq --to orders-retry --rate 50/s --max 1000`,
@@ -157,8 +165,18 @@ func redriveSummary(std stdio, cfg redrive.Config, r redrive.Report, err error) 
 	if len(stay) > 0 {
 		done += "; " + strings.Join(stay, ", ") + ": they stay in " + dlq
 	}
+	if r.Returned > 0 {
+		copies := "1 copy"
+		if r.Returned > 1 {
+			copies = count(r.Returned) + " copies"
+		}
+		done += fmt.Sprintf("; %s it sent came back into %s during the run (their consumer failed again): they stay there, not moved twice", copies, dlq)
+	}
 	if cfg.DryRun {
 		done += "; nothing was moved or deleted"
+	}
+	if more := int(r.Left.Visible+r.Left.InFlight+r.Left.Delayed) - r.Stays(); r.AllRead && more > 0 {
+		done += fmt.Sprintf("; ~%s more in %s came in after the run started and were not read: run redrive again to move them", count(more), dlq)
 	}
 	if lost := r.Moved - r.Deleted; lost > 0 {
 		done += fmt.Sprintf("; %s sent could not be deleted from %s, so they are in both queues", count(lost), dlq)

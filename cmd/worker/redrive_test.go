@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sqsworker/sqsworker/internal/sqstest"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 	"github.com/sqsworker/sqsworker/internal/tools/line"
 )
 
@@ -138,5 +142,117 @@ func TestReadingToolsBadInputOneClearLine(t *testing.T) {
 		if d := depth(t, c.q.URL); d.Visible != c.want || d.InFlight != 0 {
 			t.Errorf("%s holds %+v after the bad runs, want its %d messages visible", c.q.Name, d, c.want)
 		}
+	}
+}
+
+// TestRedriveEndsWhileTheConsumerKeepsFailing: a consumer that fails
+// every message (an exec handler running false, maxReceiveCount 1) runs
+// while the dead-letter queue is redriven. Each message is moved once and
+// the redrive ends by itself: at the messages the dead-letter queue held
+// when it started, or, when its copies come back before it could end
+// (one message held elsewhere keeps it from ending), by leaving those
+// copies in the dead-letter queue rather than moving them again. Every
+// message is in one of the two queues at the end.
+func TestRedriveEndsWhileTheConsumerKeepsFailing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		holdOne bool // a message held elsewhere while the copies come back
+	}{
+		{name: "ends at what the dead-letter queue held", holdOne: false},
+		{name: "copies that come back stay", holdOne: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			const n = 5
+			ctx := t.Context()
+			q, err := server.CreateQueue(ctx, "redrive-poison", sqstest.QueueOptions{MaxReceiveCount: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dlq := q.Name + "-dlq"
+			c := server.Client()
+			var held *types.Message
+			if tt.holdOne {
+				if err := server.SendBodies(ctx, q.DLQURL, []string{"held-elsewhere"}, nil); err != nil {
+					t.Fatal(err)
+				}
+				out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(q.DLQURL), VisibilityTimeout: 600})
+				if err != nil || len(out.Messages) != 1 {
+					t.Fatalf("hold a message of the dead-letter queue: %v, %d received", err, len(out.Messages))
+				}
+				held = &out.Messages[0]
+			}
+			sent := bodies(q.Name, n)
+			if err := server.SendBodies(ctx, q.DLQURL, sent, nil); err != nil {
+				t.Fatal(err)
+			}
+			consumer := startWorker(t, "--queue-url", q.URL, "--handler", "exec", "--exec", "false",
+				"--retry-backoff-min", "1s", "--retry-backoff-max", "1s", "--wait-time", "1s")
+			redrive, err := sqstest.StartProcess(sqstest.ProcessOptions{Name: "redrive", Path: workerBin,
+				Args: []string{"redrive", "--from", q.DLQURL, "--wait-time", "1s"}, Env: server.Env()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(redrive.Kill)
+
+			// Every copy failed once in the source queue and is back in the
+			// dead-letter queue, invisible: the redrive holds it.
+			backAndHeld := func() bool {
+				failed := consumer.scrape().Value("sqsworker_messages_processed_total", "outcome", "failure")
+				want := sqstest.Depth{}
+				if tt.holdOne {
+					want.InFlight = n + 1
+				} else {
+					want.Visible = n
+				}
+				return failed >= n && depth(t, q.URL) == sqstest.Depth{} && depth(t, q.DLQURL) == want
+			}
+			want := fmt.Sprintf("redrive: moved 5 of 5 messages read from %s (5 to %s)", dlq, q.Name)
+			if tt.holdOne {
+				testkit.Eventually(t, time.Minute, "every copy failed and came back into the dead-letter queue", backAndHeld)
+				if _, err := c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.DLQURL), ReceiptHandle: held.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+				want += fmt.Sprintf("; 5 copies it sent came back into %s during the run (their consumer failed again): they stay there, not moved twice", dlq)
+			}
+			code, err := redrive.Wait(time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The summary is the last line; the first names the queues.
+			if got := redrive.LastLines(1); code != 0 || !strings.HasPrefix(got, want) {
+				t.Fatalf("redrive: exit %d, stderr %q; want status 0 and %q", code, got, want)
+			}
+			if !tt.holdOne {
+				testkit.Eventually(t, time.Minute, "every copy failed and came back into the dead-letter queue", backAndHeld)
+			}
+			if moved := consumer.scrape().Value("sqsworker_messages_processed_total", "outcome", "failure"); moved != n {
+				t.Errorf("the consumer failed %v times, want %d: each message moved once", moved, n)
+			}
+			if code := consumer.stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("the consumer exited with status %d", code)
+			}
+			if d := depth(t, q.URL); d != (sqstest.Depth{}) {
+				t.Errorf("the source queue holds %+v, want nothing", d)
+			}
+			stdout, _, code := tool(t, "", "drain", "--queue-url", q.DLQURL, "--wait-time", "1s")
+			if code != 0 {
+				t.Fatalf("drain the dead-letter queue: exit %d", code)
+			}
+			got := map[string]int{}
+			r := line.NewReader(strings.NewReader(stdout))
+			for {
+				l, _, err := r.Next()
+				if err != nil {
+					break
+				}
+				got[l.Body]++
+			}
+			if lost, dup := countLostAndDuplicates(sent, got); lost != 0 || dup != 0 || len(got) != n {
+				t.Errorf("the dead-letter queue holds %v at the end: %d lost, %d twice; want each of the %d messages once", got, lost, dup, n)
+			}
+		})
 	}
 }

@@ -33,6 +33,9 @@ const (
 	scenarioFootprint  = "footprint"
 	scenarioLoad       = "load-throughput"
 	scenarioIntegrity  = "receive-integrity"
+	// backpressure: how the worker meets a downstream that can take less
+	// than --concurrency.
+	scenarioBackpressure = "backpressure"
 )
 
 // Scenario is one thing a run can measure.
@@ -56,6 +59,7 @@ var Scenarios = []Scenario{
 	{scenarioFootprint, "the worker binary's peak RSS and CPU with 1,000 messages of 1 KiB in flight"},
 	{scenarioLoad, "the load tool sending a file of lines to a standard and a FIFO queue ÷ a raw SendMessageBatch loop's msg/s"},
 	{scenarioIntegrity, "the worker binary at 8 fetchers, concurrency 200, lognormal handler, run many times: failed receives, and whole-run ÷ steady msg/s"},
+	{scenarioBackpressure, "the worker binary at concurrency 64 before an HTTP endpoint that serves 8 at once (20 ms) and answers 429 beyond: msg/s ÷ its capacity, beside the share of calls answered 429"},
 	{scenarioDrainThroughput, "the drain binary writing 10,000 and 100,000 messages to a file: msg/s beside a raw receive-and-delete loop's"},
 	{scenarioDrainRSS, "the drain binary's peak RSS at 10,000 and at 100,000 messages (flat memory keeps them close)"},
 }
@@ -123,6 +127,10 @@ type Options struct {
 	// IntegrityRuns is how many times receive-integrity runs its case.
 	// Defaults to 20.
 	IntegrityRuns int
+	// BackpressureWarmup is how long backpressure lets the worker find the
+	// endpoint's capacity before it counts, and BackpressureSpan how long
+	// it counts then. Default to 10s and 20s.
+	BackpressureWarmup, BackpressureSpan time.Duration
 	// WorkerBinary is the worker binary the scenarios that run one run;
 	// empty builds ./cmd/worker into a temporary directory.
 	WorkerBinary string
@@ -168,6 +176,12 @@ func (o *Options) defaults() {
 	}
 	if o.IntegrityRuns <= 0 {
 		o.IntegrityRuns = 20
+	}
+	if o.BackpressureWarmup <= 0 {
+		o.BackpressureWarmup = 10 * time.Second
+	}
+	if o.BackpressureSpan <= 0 {
+		o.BackpressureSpan = 20 * time.Second
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -254,9 +268,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { _ = os.RemoveAll(e.tmp) }()
 	e.prof = newProfiler(opts)
 	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. "+
-		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s, %s, %s and %s run the worker binary, "+
+		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s, %s, %s, %s and %s run the worker binary, "+
 		"with a no-op HTTP handler in a process of its own.",
-		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioPeer, scenarioIdle, scenarioFootprint)
+		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioPeer, scenarioIdle, scenarioFootprint,
+		scenarioBackpressure)
 	e.note("Long polls wait %s: a worker lets its waiting polls return at shutdown, and at saturation a poll never waits.", opts.WaitTime)
 	if opts.Scale != 1 {
 		e.note("Message counts are scaled by %g (--scale).", opts.Scale)
@@ -280,6 +295,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioFootprint}, e.footprint},
 		{[]string{scenarioLoad}, e.loadThroughput},
 		{[]string{scenarioIntegrity}, e.receiveIntegrity},
+		{[]string{scenarioBackpressure}, e.backpressure},
 		{[]string{scenarioDrainThroughput, scenarioDrainRSS}, e.drain},
 	}
 	for _, run := range runs {

@@ -38,7 +38,7 @@ func TestSmoke(t *testing.T) {
 	}{
 		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 2,
 			scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 4,
-			scenarioDrainThroughput: 2, scenarioDrainRSS: 2}},
+			scenarioBackpressure: 1, scenarioDrainThroughput: 2, scenarioDrainRSS: 2}},
 		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPeer, scenarioPickup},
 			want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioPeer: 2, scenarioPickup: 2}},
 	}
@@ -47,8 +47,8 @@ func TestSmoke(t *testing.T) {
 			r, err := Run(t.Context(), Options{
 				RTT: tt.rtt, Scenarios: tt.scenarios, Scale: 0.001,
 				WaitTime: time.Second, HeartbeatVisibility: 2 * time.Second, HeartbeatHold: 1, FootprintHold: 10 * time.Millisecond, IntegrityRuns: 2,
-				IdleDuration: time.Second,
-				Progress:     lineWriter{t},
+				IdleDuration: time.Second, BackpressureWarmup: time.Second, BackpressureSpan: time.Second,
+				Progress: lineWriter{t},
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -281,19 +281,21 @@ type handlerProc struct {
 
 // handlerStats is what the handler answers at GET /stats.
 type handlerStats struct {
-	Handled int64 `json:"handled"`
-	Peak    int64 `json:"peak"` // requests open at once, at most
+	Handled  int64 `json:"handled"`
+	Peak     int64 `json:"peak"`     // requests open at once, at most
+	Rejected int64 `json:"rejected"` // answered 429 (--capacity)
 }
 
 // startHandler starts the no-op handler on a free loopback port; it holds
-// each request for hold before it answers 200.
-func (e *env) startHandler(ctx context.Context, hold time.Duration) (*handlerProc, error) {
+// each request for hold before it answers 200. extra are more of its
+// flags (--capacity).
+func (e *env) startHandler(ctx context.Context, hold time.Duration, extra ...string) (*handlerProc, error) {
 	bin, err := e.build(ctx, "noophandler", handlerPackage)
 	if err != nil {
 		return nil, err
 	}
 	p, err := sqstest.StartProcess(sqstest.ProcessOptions{
-		Name: "no-op handler", Path: bin, Args: []string{"--hold", hold.String()}, Stdout: true,
+		Name: "no-op handler", Path: bin, Args: append([]string{"--hold", hold.String()}, extra...), Stdout: true,
 		Ready: func(line string) bool { return strings.HasPrefix(line, "listening ") },
 	})
 	if err != nil {

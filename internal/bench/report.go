@@ -33,11 +33,28 @@ type Row struct {
 type goal struct {
 	op string
 	v  float64
+	// limitBelow, when positive, is a second condition, on the row's
+	// limit value: a figure that is only worth its goal beside another,
+	// measured in the same run (throughput, beside the errors it caused).
+	// limitText names it in the goal column.
+	limitBelow float64
+	limitText  string
 }
 
-func atMost(v float64) *goal  { return &goal{"≤", v} }
-func atLeast(v float64) *goal { return &goal{"≥", v} }
-func exactly(v float64) *goal { return &goal{"=", v} }
+func atMost(v float64) *goal  { return &goal{op: "≤", v: v} }
+func atLeast(v float64) *goal { return &goal{op: "≥", v: v} }
+func exactly(v float64) *goal { return &goal{op: "=", v: v} }
+
+// andLimitBelow adds the second condition: the row's limit value must be
+// below v; text says what that value is.
+func (g *goal) andLimitBelow(v float64, text string) *goal {
+	g.limitBelow, g.limitText = v, text
+	return g
+}
+
+func (g *goal) metBoth(x, limitValue float64) bool {
+	return g.met(x) && (g.limitBelow <= 0 || limitValue < g.limitBelow)
+}
 
 func (g *goal) met(x float64) bool {
 	switch g.op {
@@ -56,8 +73,11 @@ func (e *env) add(scenario, figure string, value float64, unit string, g *goal, 
 		Limit: limit, LimitValue: limitValue, Result: "info", Notes: notes}
 	if g != nil {
 		row.Goal = g.op + " " + format(g.v, unit)
+		if g.limitBelow > 0 {
+			row.Goal += ", with " + g.limitText
+		}
 		row.Result = "miss"
-		if g.met(value) {
+		if g.metBoth(value, limitValue) {
 			row.Result = "pass"
 		}
 	}
@@ -73,6 +93,8 @@ func format(v float64, unit string) string {
 	switch unit {
 	case "ratio", "req/msg":
 		return fmt.Sprintf("%.3f", v)
+	case "share":
+		return fmt.Sprintf("%.1f%%", 100*v)
 	case "req/min":
 		return fmt.Sprintf("%.1f", v)
 	case "msg/s":

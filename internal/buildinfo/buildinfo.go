@@ -10,11 +10,16 @@ import (
 )
 
 // Set at link time: go build -ldflags "-X github.com/sqsworker/sqsworker/internal/buildinfo.version=v1.2.3
-// -X github.com/sqsworker/sqsworker/internal/buildinfo.revision=abc123". The image build does, since
-// it builds without the .git directory the go command reads them from.
+// -X github.com/sqsworker/sqsworker/internal/buildinfo.revision=abc123 …". The Makefile sets revision,
+// revisionTime and modified from git (the go command stamps them itself only when -buildvcs is on,
+// and GOFLAGS may turn it off); the image build sets version and revision from build arguments,
+// since it builds without the .git directory. A link-time revision wins over the go command's, and
+// brings its own time and modified flag.
 var (
-	version  string
-	revision string
+	version      string
+	revision     string
+	revisionTime string
+	modified     string // "true" when the work tree had uncommitted changes
 )
 
 // Info describes the running binary.
@@ -48,7 +53,9 @@ type Setting struct {
 
 // Read reads the running binary's build information.
 func Read() Info {
-	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	info := Info{Version: version, Revision: revision, Time: revisionTime, Modified: modified == "true",
+		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	linked := revision != ""
 	bi, ok := debug.ReadBuildInfo()
 	if ok {
 		info.Module = bi.Main.Path
@@ -57,14 +64,10 @@ func Read() Info {
 		}
 		for _, s := range bi.Settings {
 			switch s.Key {
-			case "vcs.revision":
-				if info.Revision == "" {
-					info.Revision = s.Value
+			case "vcs.revision", "vcs.time", "vcs.modified":
+				if !linked {
+					info.vcs(s)
 				}
-			case "vcs.time":
-				info.Time = s.Value
-			case "vcs.modified":
-				info.Modified = s.Value == "true"
 			case "vcs":
 			default:
 				if s.Value != "" {
@@ -77,6 +80,18 @@ func Read() Info {
 		info.Version = "devel"
 	}
 	return info
+}
+
+// vcs takes one of the go command's vcs.* settings.
+func (i *Info) vcs(s debug.BuildSetting) {
+	switch s.Key {
+	case "vcs.revision":
+		i.Revision = s.Value
+	case "vcs.time":
+		i.Time = s.Value
+	case "vcs.modified":
+		i.Modified = s.Value == "true"
+	}
 }
 
 // Setting returns the value of a build setting, "" when it is not set.

@@ -201,11 +201,12 @@ type Config struct {
 type Downstream struct {
 	// Breaker turns the circuit breaker on. Defaults to true.
 	Breaker bool
-	// BreakerFailureRate and BreakerMinFailures: the breaker opens when,
-	// within BreakerWindow, at least BreakerMinFailures calls failed for
-	// the downstream's reasons (refused, 502, 503, 504, 429 at a limit of
-	// one, timeouts) and they were at least BreakerFailureRate of the
-	// calls that ended. Default to 0.5, 10 and 10s.
+	// BreakerFailureRate and BreakerMinFailures: the breaker opens after
+	// BreakerMinFailures calls in a row failed for the downstream's
+	// reasons (refused, 502, 503, 504, 429 at a limit of one, timeouts),
+	// or when, within BreakerWindow, at least that many did and they were
+	// at least BreakerFailureRate of the calls that ended. Default to 0.5,
+	// 10 and 10s.
 	BreakerFailureRate float64
 	BreakerMinFailures int
 	BreakerWindow      time.Duration

@@ -94,8 +94,9 @@ func clip(reason string) string {
 	return reason
 }
 
-// labels keeps the reason label bounded: a short token is its own label,
-// up to maxLabels of them; anything else counts as "other".
+// labels keeps the reason label bounded: a short token (spaces read as
+// underscores: "exit code 65" is exit_code_65) is its own label, up to
+// maxLabels of them; anything else counts as "other".
 type labels struct {
 	mu   sync.Mutex
 	seen map[string]bool
@@ -106,7 +107,7 @@ const maxLabels = 20
 var token = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,40}$`)
 
 func (l *labels) of(reason string) string {
-	reason = strings.TrimSpace(reason)
+	reason = strings.ReplaceAll(strings.TrimSpace(reason), " ", "_")
 	if reason == "" {
 		return "unspecified"
 	}

@@ -18,7 +18,10 @@ import (
 // Health answers /readyz: the worker is ready while its last receive
 // succeeded within Window.
 type Health struct {
-	Window      time.Duration
+	Window time.Duration
+	// Paused, when set and true, says receives are paused on purpose (the
+	// handler's downstream is failing): the worker stays ready.
+	Paused      func() bool
 	lastReceive atomic.Int64 // unix nanos of the last successful receive
 	now         func() time.Time
 }
@@ -36,6 +39,9 @@ func (h *Health) Ready() (bool, string) {
 	last := h.lastReceive.Load()
 	if last == 0 {
 		return false, "no successful receive yet"
+	}
+	if h.Paused != nil && h.Paused() {
+		return true, "receives paused: the handler's downstream is failing"
 	}
 	if age := h.now().Sub(time.Unix(0, last)); age > h.Window {
 		return false, fmt.Sprintf("last successful receive was %s ago", age.Round(time.Millisecond))

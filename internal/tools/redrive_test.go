@@ -49,9 +49,9 @@ func bodiesOf(msgs []types.Message) []string {
 
 func kindOf(l line.Line) string { return l.MessageAttributes["kind"].StringValue }
 
-// TestRedriveMovesExactlyWhatTheFilterSelects: the matching messages
-// arrive in the source queue, each once, attributes kept; the others are
-// still in the dead-letter queue afterwards, visible.
+// TestRedriveMovesExactlyWhatTheFilterSelects: every message is read once;
+// the matching messages arrive in the source queue, each once, attributes
+// kept; the others are still in the dead-letter queue afterwards, visible.
 func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 	t.Parallel()
 	const n = 150
@@ -75,7 +75,7 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 		t.Fatalf("redrive: %v; problems %+v", err, problems)
 	}
 	if report.Read != n || report.Matched != len(want) || report.Moved != len(want) || report.Deleted != len(want) ||
-		report.Kept != n-len(want) || report.ByTarget[q.Name] != len(want) || report.End != receive.Empty {
+		report.Kept != n-len(want) || report.ByTarget[q.Name] != len(want) || !report.AllRead {
 		t.Errorf("report %+v; want %d read, %d moved to %s and deleted, %d kept", report, n, len(want), q.Name, n-len(want))
 	}
 	moved := collect(t, q.URL, len(want))
@@ -320,5 +320,50 @@ func TestRedriveLeavesWhatTheTargetRefuses(t *testing.T) {
 	}
 	if d := counts(t, dlq.URL); d.Visible != 12 || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want all 12 visible", d)
+	}
+}
+
+// arrivingAPI sends one more message into the dead-letter queue during
+// the run's first send, as a consumer failing on new messages does.
+type arrivingAPI struct {
+	redrive.API
+	dlqURL string
+	once   sync.Once
+	err    error
+}
+
+func (a *arrivingAPI) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	out, err := a.API.SendMessageBatch(ctx, in, opts...)
+	a.once.Do(func() {
+		a.err = server.SendBodies(ctx, a.dlqURL, []string{"arrived-during-the-run"}, nil)
+	})
+	return out, err
+}
+
+// TestRedriveReadsWhatTheQueueHeldAtTheStart: a message that arrives in
+// the dead-letter queue during the run does not keep it going: the run
+// reads as many messages as the queue held when it started, moves them,
+// and leaves the rest there, visible, saying so.
+func TestRedriveReadsWhatTheQueueHeldAtTheStart(t *testing.T) {
+	t.Parallel()
+	const n = 25
+	q := createQueue(t, "redrive-at-start", sqstest.QueueOptions{MaxReceiveCount: 3})
+	if err := server.SendBodies(t.Context(), q.DLQURL, bodies("at-start", n), nil); err != nil {
+		t.Fatal(err)
+	}
+	api := &arrivingAPI{API: server.Client(), dlqURL: q.DLQURL}
+	report, err := redrive.Run(t.Context(), redriveCfg(t, q.DLQURL), api, testLog(t))
+	if err != nil || api.err != nil {
+		t.Fatalf("redrive: %v; the message arriving during it: %v", err, api.err)
+	}
+	left := int(report.Left.Visible + report.Left.InFlight + report.Left.Delayed)
+	if report.AtStart != n || report.Read != n || report.Moved != n || report.Deleted != n || !report.AllRead || left-report.Stays() != 1 {
+		t.Errorf("report %+v; want the %d messages held at the start read and moved, and 1 more left", report, n)
+	}
+	if d := counts(t, q.DLQURL); d.Visible != 1 || d.InFlight != 0 {
+		t.Errorf("the dead-letter queue holds %+v, want the 1 message that arrived during the run, visible", d)
+	}
+	if got := len(collect(t, q.URL, n)); got != n {
+		t.Errorf("the source queue received %d messages, want %d", got, n)
 	}
 }

@@ -139,6 +139,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		MaxProbeInterval: d.BreakerMaxProbeInterval, HealthURL: d.HealthURL,
 		DisableAdaptive: !d.AdaptiveConcurrency, MaxRate: d.MaxRate, MaxRateBurst: d.MaxRateBurst,
 	}, log, w.metrics)
+	w.health.Paused = w.guard.Failing
 	w.buffered = make(chan *message.Message, limit)
 	w.depths = queuestats.New(queuestats.Config{QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL, Interval: cfg.QueueStatsInterval},
 		client, w.metrics.QueueMessages, log)

@@ -3,6 +3,8 @@
 // measured apart from the worker's. It reads each POSTed body, holds the
 // request for --hold, answers 200 with no body, and reports at GET /stats
 // how many requests it answered and how many were open at once at most.
+// With --capacity N it serves at most N requests at once and answers 429
+// Too Many Requests, at once, to any beyond them.
 // Its first stdout line is `listening http://ADDR/`; SIGTERM ends it.
 package main
 
@@ -24,30 +26,32 @@ import (
 
 // Stats is what GET /stats answers.
 type Stats struct {
-	Handled int64 `json:"handled"`
-	Peak    int64 `json:"peak"`
+	Handled  int64 `json:"handled"`
+	Peak     int64 `json:"peak"`
+	Rejected int64 `json:"rejected"` // answered 429 (--capacity)
 }
 
 type sink struct {
-	hold                time.Duration
-	open, peak, handled atomic.Int64
+	hold                          time.Duration
+	capacity                      int64
+	open, peak, handled, rejected atomic.Int64
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	hold := flag.Duration("hold", 0, "how long each request is held before its answer")
+	capacity := flag.Int64("capacity", 0, "serve at most this many requests at once and answer 429 to the others (0: no limit)")
 	flag.Parse()
-	if err := run(*addr, *hold); err != nil {
+	if err := run(*addr, &sink{hold: *hold, capacity: *capacity}); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string, hold time.Duration) error {
+func run(addr string, s *sink) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	s := &sink{hold: hold}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /", s.handle)
 	mux.HandleFunc("GET /stats", s.stats)
@@ -73,6 +77,12 @@ func run(addr string, hold time.Duration) error {
 func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	n := s.open.Add(1)
+	if s.capacity > 0 && n > s.capacity {
+		s.open.Add(-1)
+		s.rejected.Add(1)
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
 	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
 	}
 	if s.hold > 0 {
@@ -90,5 +100,5 @@ func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 
 func (s *sink) stats(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(Stats{Handled: s.handled.Load(), Peak: s.peak.Load()})
+	_ = json.NewEncoder(w).Encode(Stats{Handled: s.handled.Load(), Peak: s.peak.Load(), Rejected: s.rejected.Load()})
 }

@@ -3,12 +3,15 @@
 // deleted from the dead-letter queue only once its send succeeded.
 // Messages a filter does not select, and those a target refuses, stay
 // where they are: held for the run, so that they are read once, and
-// released at its end.
+// released at its end. A run is bounded by what the dead-letter queue held
+// when it started: a copy it sent that fails again and comes back is left
+// there, not moved a second time.
 package redrive
 
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"sync"
 	"time"
@@ -91,8 +94,16 @@ type Problem struct {
 // run stopped on it); Matched = Moved + Refused + Unsent (with DryRun,
 // none of these: Matched would move).
 type Report struct {
-	// Read is the messages received from the dead-letter queue.
+	// AtStart is the messages the dead-letter queue held when the run
+	// started (visible, in flight and delayed): the most it reads.
+	AtStart int
+	// Read is the messages received from the dead-letter queue, not
+	// counting Returned.
 	Read int
+	// Returned is the copies this run sent that came back into the
+	// dead-letter queue during the run (their consumer failed on them
+	// again); they stay there, not moved again.
+	Returned int
 	// Matched is the messages the filter selected (every one without).
 	Matched int
 	// Moved is the messages sent and then queued for deletion.
@@ -111,11 +122,19 @@ type Report struct {
 	// Deleted is the deletes SQS confirmed, known once Run returns: a
 	// moved message not deleted is in both queues.
 	Deleted int
+	// AllRead says reading stopped because AtStart messages were read:
+	// those that came in since were not.
+	AllRead bool
 	// End is why reading ended; Left is the dead-letter queue's counts
-	// then, when it ended Empty or Blocked.
+	// then, when it ended Empty or Blocked, and after the run when
+	// AllRead.
 	End  receive.End
 	Left sqsapi.Counts
 }
+
+// Stays is how many of the messages the run read, and of the copies that
+// came back, are still in the dead-letter queue: all but those deleted.
+func (r *Report) Stays() int { return r.Read + r.Returned - r.Deleted }
 
 const (
 	closeTimeout = 2 * time.Minute
@@ -123,12 +142,16 @@ const (
 	sendTimeout = time.Minute
 )
 
-// Run moves the dead-letter queue's messages until it is empty (or Max
-// were moved). It returns an error when it stopped early: a message's
-// target cannot be told (a config.FieldError naming To), a target cannot
-// be sent to, the queue cannot be read, or ctx was cancelled. Every
-// message not moved stays in the dead-letter queue, visible again at the
-// end.
+// Run moves the dead-letter queue's messages until it is empty, the
+// messages it held at the start have all been read, or Max were moved.
+// Each copy's message id is remembered: SQS keeps a message's id when it
+// moves it to a dead-letter queue, so a copy that fails again and comes
+// back during the run is recognised, held and left there, and a consumer
+// that keeps failing cannot keep the run going. It returns an error when
+// it stopped early: a message's target cannot be told (a
+// config.FieldError naming To), a target cannot be sent to, the queue
+// cannot be read, or ctx was cancelled. Every message not moved stays in
+// the dead-letter queue, visible again at the end.
 func Run(ctx context.Context, cfg Config, api API, log *zap.Logger) (Report, error) {
 	switch {
 	case cfg.From.URL == "":
@@ -142,8 +165,13 @@ func Run(ctx context.Context, cfg Config, api API, log *zap.Logger) (Report, err
 		return Report{}, err
 	}
 	cfg.QueueURL = cfg.From.URL
-	if cfg.Max > 0 && cfg.Filter == "" {
-		cfg.MaxMessages = cfg.Max // every message read moves: read no more
+	start, err := sqsapi.DescribeQueue(ctx, api, cfg.From.URL)
+	if err != nil {
+		return Report{}, fmt.Errorf("read how many messages %s holds: %w", cfg.From.Name(), err)
+	}
+	atStart := start.Counts.Visible + start.Counts.InFlight + start.Counts.Delayed
+	if atStart == 0 {
+		return Report{End: receive.Empty, Left: start.Counts, ByTarget: map[string]int{}}, nil
 	}
 	var filter *Filter
 	if cfg.Filter != "" {
@@ -158,7 +186,9 @@ func Run(ctx context.Context, cfg Config, api API, log *zap.Logger) (Report, err
 	}
 	m := &mover{cfg: cfg, api: api, log: log, r: r, filter: filter,
 		router: newRouter(api, cfg.From, cfg.To), senders: map[*target]*batch.Sender{},
-		pending: map[*target]*pending{}, report: Report{ByTarget: map[string]int{}}}
+		pending: map[*target]*pending{}, atStart: int(atStart),
+		report: Report{AtStart: int(atStart), ByTarget: map[string]int{}},
+		seed:   maphash.MakeSeed(), sent: map[uint64]struct{}{}}
 	if cfg.Rate > 0 {
 		m.limit = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, min(batch.MaxEntries, int(cfg.Rate))))
 	}
@@ -178,6 +208,11 @@ func Run(ctx context.Context, cfg Config, api API, log *zap.Logger) (Report, err
 	defer m.mu.Unlock()
 	m.report.End, m.report.Left = r.End()
 	m.report.Deleted = r.Deleted()
+	if m.report.AllRead {
+		if q, derr := sqsapi.DescribeQueue(cctx, api, cfg.From.URL); derr == nil {
+			m.report.Left = q.Counts
+		}
+	}
 	if err == nil {
 		err = m.fatal
 	}
@@ -198,10 +233,16 @@ type mover struct {
 	dry     *line.Writer
 	senders map[*target]*batch.Sender
 	pending map[*target]*pending
+	atStart int // the messages the queue held at the start: the most read
 
-	mu     sync.Mutex // guards report and fatal: sends settle on the senders' goroutines
+	mu     sync.Mutex // guards report, fatal and sent: sends settle on the senders' goroutines
 	report Report
 	fatal  error // a target that cannot be sent to: the run stops
+	// sent holds the message ids of the copies SQS took, hashed: 8 bytes
+	// a copy rather than its id. A collision would leave one message in
+	// the dead-letter queue as if it had come back, never lose it.
+	seed maphash.Seed
+	sent map[uint64]struct{}
 }
 
 // pending is a target's next batch: at most ten messages, at most
@@ -235,9 +276,23 @@ func (m *mover) run(ctx context.Context) error {
 	}
 }
 
-// one decides what becomes of msg; done says Max messages have moved.
+// one decides what becomes of msg; done says Max messages have moved,
+// or every message the queue held at the start has been read.
 func (m *mover) one(ctx context.Context, msg *message.Message) (done bool, err error) {
-	m.count(func(r *Report) { r.Read++ })
+	if m.ours(msg.ID) {
+		m.r.Hold(msg)
+		m.count(func(r *Report) { r.Returned++ })
+		return false, nil
+	}
+	read := 0
+	m.count(func(r *Report) { r.Read++; read = r.Read; r.AllRead = r.Read >= m.atStart })
+	done, err = m.decide(ctx, msg)
+	return done || read >= m.atStart, err
+}
+
+// decide moves msg, holds it or writes its line; done says Max messages
+// have moved.
+func (m *mover) decide(ctx context.Context, msg *message.Message) (done bool, err error) {
 	l := line.FromMessage(msg)
 	if m.filter != nil {
 		match, err := m.filter.Match(ctx, &l)
@@ -349,6 +404,7 @@ func (m *mover) sendCall(t *target) batch.Call {
 		if err != nil {
 			return nil, nil, err
 		}
+		m.remember(out.Successful)
 		return batch.IDs(out.Successful, func(s types.SendMessageBatchResultEntry) *string { return s.Id }), out.Failed, nil
 	}
 }
@@ -373,6 +429,25 @@ func (m *mover) settled(ctx context.Context, t *target, msg *message.Message, re
 		}
 		m.mu.Unlock()
 	}
+}
+
+// remember records the copies SQS took, before their originals are
+// deleted and before the run reads on: a copy cannot come back unknown.
+func (m *mover) remember(copies []types.SendMessageBatchResultEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range copies {
+		m.sent[maphash.String(m.seed, aws.ToString(c.MessageId))] = struct{}{}
+	}
+}
+
+// ours says a message is a copy this run sent, back in the dead-letter
+// queue.
+func (m *mover) ours(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.sent[maphash.String(m.seed, id)]
+	return ok
 }
 
 func (m *mover) failed() error {
