@@ -521,8 +521,10 @@ func TestFetcherReleasesMessagesReceivedAfterStop(t *testing.T) {
 	checkClosedEmpty(t, tf.out)
 }
 
-func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
-	t.Parallel()
+// runWaitingPolls starts a fetcher with two long polls that wait until
+// they are cancelled, and returns once both are waiting.
+func runWaitingPolls(t *testing.T) (*testFetcher, *runner) {
+	t.Helper()
 	entered := make(chan struct{}, 2)
 	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
 		select {
@@ -536,6 +538,12 @@ func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 	r := tf.run(t)
 	<-entered
 	<-entered
+	return tf, r
+}
+
+func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
+	t.Parallel()
+	tf, r := runWaitingPolls(t)
 	r.stopAsync()
 	if r.returned() {
 		t.Fatal("Run returned while its polls were waiting")
@@ -555,19 +563,7 @@ func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 // held is given back, and each cancelled poll is counted.
 func TestFetcherCancelWaitingPolls(t *testing.T) {
 	t.Parallel()
-	entered := make(chan struct{}, 2)
-	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
-		select {
-		case entered <- struct{}{}:
-		default:
-		}
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}}
-	tf := newTestFetcher(t, Config{Fetchers: 2, WaitTime: 20 * time.Second}, 20, api)
-	r := tf.run(t)
-	<-entered
-	<-entered
+	tf, r := runWaitingPolls(t)
 	tf.CancelWaitingPolls() // not stopping: does nothing
 	r.stopAsync()
 	if r.returned() {
