@@ -242,8 +242,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop shuts down gracefully, within the shutdown timeout: no new
 // receives (polls already waiting are let return, and what they bring is
 // released; those still waiting once the queue has been idle for a
-// second are cancelled), buffered messages released, running handlers let finish,
-// the last deletes flushed. It waits for the end, or for ctx to be done
+// second are cancelled), buffered messages released, running handlers
+// let finish, the last deletes flushed. It waits for the end, or for ctx to be done
 // (the shutdown goes on). Stopping twice, or before Start, is harmless.
 func (w *Worker) Stop(ctx context.Context) error {
 	if _, running := w.life.BeginStop(); !running {
@@ -341,8 +341,8 @@ func (w *Worker) supervise() {
 // before receivers: the fetchers first (polls already waiting are let
 // return, and cancelled only once the queue looks idle, see
 // cancelIdlePolls, or at the deadline: a cancelled poll orphans what SQS
-// hands it in that instant), then the pool (buffered messages released, running
-// handlers let finish until the handlers' deadline or StopAndCancel, then
+// hands it in that instant), then the pool (buffered messages released,
+// running handlers let finish until the handlers' deadline or StopAndCancel, then
 // cancelled and, if they ignore it, released without them), then the
 // final delete flush (on a context nothing cancels, until the deadline
 // but for at least a moment), then, once the last polls are back, the
