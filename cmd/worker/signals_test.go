@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,4 +58,38 @@ func TestSecondSignalMeansNow(t *testing.T) {
 		t.Errorf("after the forced stop: visible %d, in flight %d; want the handler's message still in the queue", d.Visible, d.InFlight)
 	}
 	t.Logf("figures: exit_after_second_signal=%s visible_after=%d in_flight_after=%d", took.Round(time.Millisecond), d.Visible, d.InFlight)
+}
+
+// TestSIGTERMKeepsPollsWhileAMessageMayBeReleased: a handler still busy
+// at SIGTERM is cancelled at the shutdown deadline and its message
+// released. The long polls (20s wait) are not cancelled while the worker
+// still holds that message: a poll cancelled before the release could
+// be handed it and take it away for a whole visibility timeout. So after
+// the exit the message is visible at once, not in flight.
+func TestSIGTERMKeepsPollsWhileAMessageMayBeReleased(t *testing.T) {
+	t.Parallel()
+	q, _ := sendAll(t, "stop-held", 1, sqstest.QueueOptions{VisibilityTimeout: 60})
+	started := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then a closed connection ends r's context
+		started <- struct{}{}
+		<-r.Context().Done() // the handler's own work: busy until the worker cancels it
+	}))
+	t.Cleanup(srv.Close)
+	w := startWorker(t, "--queue-url", q.URL, "--http-url", srv.URL, "--fetchers", "2",
+		"--shutdown-timeout", "4s", "--log-level", "debug")
+	select {
+	case <-started:
+	case <-time.After(time.Minute):
+		t.Fatal("the message never reached the handler")
+	}
+	if code := w.stop(syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0", code)
+	}
+	cancelled := strings.Count(w.Logs(), `"msg":"long poll cancelled at stop"`)
+	d := depth(t, q.URL)
+	t.Logf("figures: visible_after=%d in_flight_after=%d polls_cancelled=%d", d.Visible, d.InFlight, cancelled)
+	if d.Visible != 1 || d.InFlight != 0 {
+		t.Errorf("after the stop: visible %d, in flight %d; want the released message visible", d.Visible, d.InFlight)
+	}
 }

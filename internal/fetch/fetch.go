@@ -45,9 +45,6 @@ type Health interface {
 const (
 	DefaultErrorBackoffMin = 100 * time.Millisecond
 	DefaultErrorBackoffMax = 10 * time.Second
-	// DefaultStopGrace is Config.StopGrace's default: a poll still waiting
-	// after it is on an idle queue, and an idle worker stops at once.
-	DefaultStopGrace = time.Second
 	// pollSlack is how long past its wait time a receive may take before
 	// it is given up on.
 	pollSlack = 10 * time.Second
@@ -73,10 +70,6 @@ type Config struct {
 	// ErrorBackoffMin and ErrorBackoffMax bound the wait after a failed
 	// receive. Default to DefaultErrorBackoffMin and DefaultErrorBackoffMax.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
-	// StopGrace is how long Stop lets long polls that are still waiting
-	// return by themselves before it cancels them. Defaults to
-	// DefaultStopGrace.
-	StopGrace time.Duration
 	// Gate, when set, holds receives back while the handler's downstream
 	// is failing (or not ready yet): what is received then could only be
 	// held, and every receive counts toward the dead-letter queue.
@@ -90,6 +83,9 @@ type Gate interface {
 
 // ErrQueueMissing is Err's cause when the queue does not exist.
 var ErrQueueMissing = errors.New("queue does not exist")
+
+// errPollCancelled is receive's error for a long poll cancelled at stop.
+var errPollCancelled = errors.New("long poll cancelled at stop")
 
 // Fetcher runs the fetcher goroutines.
 type Fetcher struct {
@@ -132,9 +128,6 @@ func New(cfg Config, api API, leases Leases, health Health,
 	}
 	if cfg.ErrorBackoffMax < cfg.ErrorBackoffMin {
 		cfg.ErrorBackoffMax = max(DefaultErrorBackoffMax, cfg.ErrorBackoffMin)
-	}
-	if cfg.StopGrace <= 0 {
-		cfg.StopGrace = DefaultStopGrace
 	}
 	pollCtx, abort := context.WithCancel(context.Background())
 	f := &Fetcher{cfg: cfg, api: api, leases: leases, health: health,
@@ -247,8 +240,9 @@ func (f *Fetcher) adapt(ctx context.Context, asked, got int) (end bool) {
 // Stop starts no new receive. A long poll already waiting is not
 // cancelled (a cancelled poll orphans what SQS was handing it for a whole
 // visibility timeout): it returns within the wait time, and what it
-// brings is released at once. When ctx is done first, the polls still
-// waiting are cancelled. Stop returns once every fetcher has stopped and
+// brings is released at once, unless CancelWaitingPolls ends it sooner.
+// When ctx is done first, the polls still waiting are cancelled and Stop
+// returns ctx's error. Stop returns once every fetcher has stopped and
 // out is closed. Stopping twice, or before Start, is harmless.
 func (f *Fetcher) Stop(ctx context.Context) error {
 	// No new receive from now on: before Stopping reports true.
@@ -264,27 +258,9 @@ func (f *Fetcher) Stop(ctx context.Context) error {
 	if !first {
 		return f.Wait(ctx)
 	}
-	grace := time.NewTimer(f.cfg.StopGrace)
-	defer grace.Stop()
 	var err error
 	select {
 	case <-f.loopsDone:
-	case <-grace.C:
-		// The polls still waiting found the queue idle all this time.
-		// Cancelled, a poll may orphan a message SQS hands it in this
-		// instant: it is visible again after the visibility timeout, one
-		// receive more on its count (sqsworker_receives_cancelled_total).
-		if n := f.polling.Load(); n > 0 {
-			f.log.Debug("cancelling long polls still waiting on an idle queue", zap.Int32("polls", n),
-				zap.Duration("grace", f.cfg.StopGrace))
-		}
-		f.abortPolls()
-		select {
-		case <-f.loopsDone:
-		case <-ctx.Done():
-			err = ctx.Err()
-			<-f.loopsDone
-		}
 	case <-ctx.Done():
 		err = ctx.Err()
 		if n := f.polling.Load(); n > 0 {
@@ -297,6 +273,24 @@ func (f *Fetcher) Stop(ctx context.Context) error {
 	}
 	f.Stopped()
 	return err
+}
+
+// CancelWaitingPolls cancels the long polls still waiting, once Stop has
+// begun; before, it does nothing. It is for a worker whose queue is idle,
+// so that its stop need not wait out the polls' wait time: a poll still
+// waiting has found nothing, and the risk is only a message that SQS
+// hands it in that very instant. Such a message is not lost: it becomes
+// visible again after its visibility timeout, its receive count one
+// higher. Each cancelled poll is counted in ReceivesCancelled.
+func (f *Fetcher) CancelWaitingPolls() {
+	if !f.Stopping() {
+		return
+	}
+	if n := f.polling.Load(); n > 0 {
+		f.log.Debug("cancelling long polls still waiting on an idle queue; what SQS hands them now becomes visible again after its visibility timeout",
+			zap.Int32("polls", n), zap.Duration("visibility_timeout", f.cfg.VisibilityTimeout))
+	}
+	f.abortPolls()
 }
 
 // Failed is closed when the fetchers stopped on their own: the queue does
@@ -334,12 +328,16 @@ func (f *Fetcher) loop(ctx context.Context) error {
 			return nil
 		}
 		f.giveBack(want - n)
+		if ctx.Err() != nil { // stopped while waiting for room: no new receive
+			f.giveBack(n)
+			f.leases.Unreserve(n)
+			return nil
+		}
 		msgs, err := f.receive(n)
 		if err != nil {
 			f.giveBack(n)
 			f.leases.Unreserve(n)
-			if f.pollCtx.Err() != nil { // cancelled by Stop
-				f.metrics.ReceivesCancelled.Inc()
+			if errors.Is(err, errPollCancelled) {
 				return nil
 			}
 			if sqsapi.IsQueueMissing(err) {
@@ -434,6 +432,12 @@ func (f *Fetcher) receive(n int) ([]*message.Message, error) {
 		MessageAttributeNames:       allMessageAttributes,
 	}, noRetry)
 	if err != nil {
+		if f.pollCtx.Err() != nil { // cancelled at stop, not failed
+			f.metrics.ReceivesCancelled.Inc()
+			f.log.Debug("long poll cancelled at stop", zap.Int("max_messages", n),
+				zap.Time("visible_again_by", time.Now().Add(f.cfg.VisibilityTimeout)), zap.Error(err))
+			return nil, errPollCancelled
+		}
 		return nil, fmt.Errorf("receive up to %d messages: %w", n, err)
 	}
 	now := time.Now()

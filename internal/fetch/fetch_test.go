@@ -521,8 +521,10 @@ func TestFetcherReleasesMessagesReceivedAfterStop(t *testing.T) {
 	checkClosedEmpty(t, tf.out)
 }
 
-func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
-	t.Parallel()
+// runWaitingPolls starts a fetcher with two long polls that wait until
+// they are cancelled, and returns once both are waiting.
+func runWaitingPolls(t *testing.T) (*testFetcher, *runner) {
+	t.Helper()
 	entered := make(chan struct{}, 2)
 	api := &fakeAPI{ReceiveMessageFunc: func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
 		select {
@@ -536,6 +538,12 @@ func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 	r := tf.run(t)
 	<-entered
 	<-entered
+	return tf, r
+}
+
+func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
+	t.Parallel()
+	tf, r := runWaitingPolls(t)
 	r.stopAsync()
 	if r.returned() {
 		t.Fatal("Run returned while its polls were waiting")
@@ -547,6 +555,33 @@ func TestFetcherStopDeadlineCancelsWaitingPolls(t *testing.T) {
 	checkClosedEmpty(t, tf.out)
 	if got := tf.leases.inUse(); got != 0 {
 		t.Errorf("limiter InUse = %d after aborted polls; want 0", got)
+	}
+}
+
+// TestFetcherCancelWaitingPolls: before Stop it leaves the polls alone;
+// after, it ends the polls still waiting, Stop returns nil, the room they
+// held is given back, and each cancelled poll is counted.
+func TestFetcherCancelWaitingPolls(t *testing.T) {
+	t.Parallel()
+	tf, r := runWaitingPolls(t)
+	tf.CancelWaitingPolls() // not stopping: does nothing
+	r.stopAsync()
+	if r.returned() {
+		t.Fatal("the fetchers stopped while their polls were waiting")
+	}
+	if got := testkit.Value(tf.metrics.ReceivesCancelled); got != 0 {
+		t.Fatalf("%v polls counted cancelled before Stop; want 0", got)
+	}
+	tf.CancelWaitingPolls()
+	if err := r.wait(); err != nil {
+		t.Errorf("Stop = %v; want nil", err)
+	}
+	checkClosedEmpty(t, tf.out)
+	if got := tf.leases.inUse(); got != 0 {
+		t.Errorf("limiter InUse = %d after cancelled polls; want 0", got)
+	}
+	if got := testkit.Value(tf.metrics.ReceivesCancelled); got != 2 {
+		t.Errorf("sqsworker_receives_cancelled_total = %v; want 2", got)
 	}
 }
 

@@ -188,7 +188,7 @@ func New() *Metrics {
 		}),
 		ReceivesCancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sqsworker_receives_cancelled_total",
-			Help: "Long polls a stop cancelled after they had waited on an idle queue for a second: a message SQS handed one in that instant is visible again after its visibility timeout, one receive more on its count.",
+			Help: "Long polls cancelled at shutdown while still waiting (on an idle queue, after a short grace; or by a forced stop or the shutdown deadline). A message SQS handed to a cancelled poll is not lost: it becomes visible again after the visibility timeout, its receive count one higher.",
 		}),
 		DownstreamState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_downstream_state",

@@ -241,8 +241,9 @@ func (w *Worker) Start(ctx context.Context) error {
 
 // Stop shuts down gracefully, within the shutdown timeout: no new
 // receives (polls already waiting are let return, and what they bring is
-// released), buffered messages released, running handlers let finish,
-// the last deletes flushed. It waits for the end, or for ctx to be done
+// released; those still waiting once the queue has been idle for a
+// second are cancelled), buffered messages released, running handlers
+// let finish, the last deletes flushed. It waits for the end, or for ctx to be done
 // (the shutdown goes on). Stopping twice, or before Start, is harmless.
 func (w *Worker) Stop(ctx context.Context) error {
 	if _, running := w.life.BeginStop(); !running {
@@ -338,9 +339,10 @@ func (w *Worker) supervise() {
 
 // shutdown stops the parts in order, within one deadline. Senders stop
 // before receivers: the fetchers first (polls already waiting are let
-// return until the deadline, never cancelled: a cancelled poll orphans
-// what SQS hands it), then the pool (buffered messages released, running
-// handlers let finish until the handlers' deadline or StopAndCancel, then
+// return, and cancelled only once the queue looks idle, see
+// cancelIdlePolls, or at the deadline: a cancelled poll orphans what SQS
+// hands it in that instant), then the pool (buffered messages released,
+// running handlers let finish until the handlers' deadline or StopAndCancel, then
 // cancelled and, if they ignore it, released without them), then the
 // final delete flush (on a context nothing cancels, until the deadline
 // but for at least a moment), then, once the last polls are back, the
@@ -369,6 +371,7 @@ func (w *Worker) shutdown() {
 
 	fetchStopped := make(chan error, 1)
 	go func() { fetchStopped <- w.fetcher.Stop(pollsCtx) }()
+	go w.cancelIdlePolls(time.Now())
 	steps := []struct {
 		name string
 		stop func() error
@@ -398,6 +401,35 @@ func (w *Worker) shutdown() {
 	}
 	w.log.Info("worker stopped", fields...)
 }
+
+// cancelIdlePolls cancels the long polls still waiting once the queue
+// looks idle, so that an idle worker stops in about idlePollGrace rather
+// than the polls' wait time: no receive has brought a message for
+// idlePollGrace since the stop began, and the worker holds no message it
+// could still hand back (a released message wakes a waiting poll, which
+// brings it back to be released again; a cancelled poll would take it
+// away for a visibility timeout). What SQS hands a poll in the instant it
+// is cancelled becomes visible again after its visibility timeout; the
+// fetcher counts those polls. It returns once the fetchers have stopped.
+func (w *Worker) cancelIdlePolls(stopped time.Time) {
+	tick := time.NewTicker(idlePollGrace / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.fetcher.Failed(): // every fetcher has stopped
+			return
+		case now := <-tick.C:
+			if now.Sub(later(stopped, w.fetcher.LastReceived())) >= idlePollGrace && w.leases.Len() == 0 {
+				w.fetcher.CancelWaitingPolls()
+				return
+			}
+		}
+	}
+}
+
+// idlePollGrace is how long the long polls still waiting at a stop are
+// let run on an idle queue before they are cancelled.
+const idlePollGrace = time.Second
 
 func (w *Worker) stopServer(ctx context.Context) error { return stopServer(ctx, w.server) }
 
