@@ -47,7 +47,7 @@ func (e *env) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tick := min(vt/3, 10*time.Second) // lease.Table.Tick
+	tick := min(vt/3, 10*time.Second) // visibility.Table.Tick
 	calls := func() float64 { return w.requests()["ChangeMessageVisibilityBatch"] }
 	err = waitClosed(ctx, allHeld, 2*time.Minute, "every message held")
 	var held, released time.Time

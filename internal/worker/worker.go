@@ -19,13 +19,13 @@ import (
 	"github.com/sqsworker/sqsworker/internal/downstream"
 	"github.com/sqsworker/sqsworker/internal/fetch"
 	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/lease"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/pool"
 	"github.com/sqsworker/sqsworker/internal/queuestats"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/startstop"
+	"github.com/sqsworker/sqsworker/internal/visibility"
 )
 
 // Worker is the wired pipeline for one queue. New wires it, Start runs
@@ -38,7 +38,7 @@ type Worker struct {
 	health   *metrics.Health
 	server   *metrics.Server
 	pprof    *metrics.Server // nil unless Config.Pprof or PprofAddr
-	leases   *lease.Table
+	leases   *visibility.Table
 	deleter  *ack.Deleter
 	fetcher  *fetch.Fetcher
 	pool     *pool.Pool
@@ -62,7 +62,7 @@ type Worker struct {
 type API interface {
 	fetch.API
 	ack.API
-	lease.API
+	visibility.API
 	deadletter.API
 	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	}
 
 	limit := cfg.InFlightLimit()
-	w.leases = lease.New(lease.Config{
+	w.leases = visibility.New(visibility.Config{
 		QueueURL: cfg.QueueURL, InFlightLimit: limit, VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxExtension: cfg.MaxExtension, MaxProcessingTime: cfg.MaxProcessingTime,
 	}, client, log, w.metrics)

@@ -17,18 +17,18 @@ import (
 	"github.com/sqsworker/sqsworker/internal/ack"
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/fetch"
-	"github.com/sqsworker/sqsworker/internal/lease"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/startstop"
+	"github.com/sqsworker/sqsworker/internal/visibility"
 )
 
 // API is what reading a queue takes from SQS.
 type API interface {
 	fetch.API
 	ack.API
-	lease.API
+	visibility.API
 	sqsapi.QueueAPI // the queue's counts
 }
 
@@ -125,7 +125,7 @@ type Receiver struct {
 	api     API
 	log     *zap.Logger
 	metrics *metrics.Metrics
-	leases  *lease.Table
+	leases  *visibility.Table
 	deleter *ack.Deleter
 	fetcher *fetch.Fetcher
 	msgs    chan *message.Message
@@ -156,7 +156,7 @@ func New(cfg Config, api API, log *zap.Logger, m *metrics.Metrics) (*Receiver, e
 	r := &Receiver{cfg: cfg, api: api, log: log.Named("receive"), metrics: m,
 		msgs:      make(chan *message.Message, cfg.InFlight),
 		stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
-	r.leases = lease.New(lease.Config{
+	r.leases = visibility.New(visibility.Config{
 		QueueURL: cfg.QueueURL, InFlightLimit: cfg.InFlight, VisibilityTimeout: cfg.VisibilityTimeout,
 	}, api, log, m)
 	r.deleter = ack.New(ack.Config{QueueURL: cfg.QueueURL}, api, r.leases, log, m)
@@ -208,7 +208,7 @@ func (r *Receiver) Next(ctx context.Context, idle func() error) (*message.Messag
 }
 
 // Leases is the lease table, for a pool that settles messages itself.
-func (r *Receiver) Leases() *lease.Table { return r.leases }
+func (r *Receiver) Leases() *visibility.Table { return r.leases }
 
 // Deleter is the batch deleter, for a pool that settles messages itself.
 func (r *Receiver) Deleter() *ack.Deleter { return r.deleter }

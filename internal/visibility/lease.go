@@ -1,8 +1,8 @@
-// Package lease owns the lease table: every message this worker holds and
+// Package visibility owns the lease table: every message this worker holds and
 // the room for more (the in-flight limit), kept invisible by one heartbeat
 // loop with batched ChangeMessageVisibilityBatch calls, and the visibility
 // changes that end a lease early (retry after a delay, release at once).
-package lease
+package visibility
 
 import (
 	"context"
