@@ -161,9 +161,20 @@ func TestFIFOGroupsInOrderDespiteFailures(t *testing.T) {
 	t.Logf("figures: groups=%d messages=%d injected_failures=%d out_of_order=%d", groups, groups*perGroup, failures, outOfOrder)
 }
 
+// TestHeartbeatsAtScaleNoRedelivery: thousands of messages held by their
+// handlers for more than three visibility timeouts are each handled once,
+// no lease lost, the heartbeat extending them in full batches.
 func TestHeartbeatsAtScaleNoRedelivery(t *testing.T) {
 	const n = 2000
-	q, sent := sendAll(t, "fault-hb", n, sqstest.QueueOptions{VisibilityTimeout: 3})
+	// With a 3s visibility timeout the heartbeat ticks every second (a
+	// third of it), and every lease is due at every tick (two ticks plus a
+	// second's grace ahead), so each tick is one round that extends them
+	// all. Ticks never come faster than that: ten rounds counted after
+	// every message reached its handler span at least nine ticks, three
+	// visibility timeouts since each message was received.
+	const visibilityTimeout, tick = 3 * time.Second, time.Second
+	const holdRounds = int(3*visibilityTimeout/tick) + 1
+	q, sent := sendAll(t, "fault-hb", n, sqstest.QueueOptions{VisibilityTimeout: int(visibilityTimeout / time.Second)})
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	rec := newRecorder(t, func(string, int) int { <-release; return 200 })
@@ -174,8 +185,11 @@ func TestHeartbeatsAtScaleNoRedelivery(t *testing.T) {
 		"--prefetch", "0", "--fetchers", "8", "--wait-time", "1s", "--visibility-timeout", "3s")
 	testkit.Eventually(t, time.Minute, "every message held by a handler", func() bool { c, _ := rec.snapshot(); return len(c) == n })
 	before := w.scrape()
-	<-time.After(15 * time.Second) // hold them 5x the visibility timeout
-	after := w.scrape()
+	var after sqstest.Metrics
+	testkit.Eventually(t, 2*time.Minute, fmt.Sprintf("%d heartbeat rounds while every message is held", holdRounds), func() bool {
+		after = w.scrape()
+		return after.Value("sqsworker_heartbeat_rounds_total")-before.Value("sqsworker_heartbeat_rounds_total") >= float64(holdRounds)
+	})
 	releaseOnce.Do(func() { close(release) })
 	testkit.Eventually(t, time.Minute, "every message deleted", func() bool { return w.scrape().Value("sqsworker_messages_deleted_total") == n })
 	w.stop(syscall.SIGTERM, 30*time.Second)
@@ -189,6 +203,9 @@ func TestHeartbeatsAtScaleNoRedelivery(t *testing.T) {
 		n, dup, calls, rounds, calls/rounds, (n+9)/10)
 	if total != n || dup != 0 {
 		t.Errorf("%d handler calls for %d messages: redelivered while held", total, n)
+	}
+	if lost := after.Value("sqsworker_leases_lost_total"); lost != 0 {
+		t.Errorf("%.0f leases lost while held", lost)
 	}
 	if rounds < 1 || calls/rounds > 1.05*float64((n+9)/10) {
 		t.Errorf("%.1f extension calls per round, want <= %.0f", calls/rounds, 1.05*float64((n+9)/10))

@@ -3,9 +3,7 @@ package downstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -168,85 +166,9 @@ func New(cfg Config, log *zap.Logger, m *metrics.Metrics) *Guard {
 	return g
 }
 
-// readyToTrip: MinFailures downstream failures in a row, or at least
-// MinFailures that are FailureRate of the calls ended within the window
-// (the successes just before an outage stay in the window for a while).
-func (g *Guard) readyToTrip(c gobreaker.Counts) bool {
-	if int(c.ConsecutiveFailures) >= g.cfg.MinFailures {
-		return true
-	}
-	ended := c.TotalSuccesses + c.TotalFailures
-	return int(c.TotalFailures) >= g.cfg.MinFailures && float64(c.TotalFailures) >= g.cfg.FailureRate*float64(ended)
-}
-
-// stateChanged runs under the breaker's mutex: it must not call the
-// breaker.
-func (g *Guard) stateChanged(_ string, from, to gobreaker.State) {
-	now := g.cfg.Now()
-	g.mu.Lock()
-	switch to {
-	case gobreaker.StateOpen:
-		g.opens++
-		wait := g.cfg.ProbeInterval << min(g.opens-1, 20)
-		g.probeAt = now.Add(min(wait, g.cfg.MaxProbeInterval))
-	case gobreaker.StateClosed:
-		g.opens = 0
-		// Ramp back up from one handler, doubling while calls succeed,
-		// rather than send the whole backlog at once.
-		if !g.cfg.DisableAdaptive {
-			g.limit, g.ssthresh = 1, float64(g.cfg.Concurrency)
-			g.m.ConcurrencyLimit.Set(g.limit)
-		}
-	}
-	probeAt, held := g.probeAt, g.held
-	g.notifyLocked()
-	g.mu.Unlock()
-
-	g.m.DownstreamState.Set(stateValue(to))
-	switch {
-	case to == gobreaker.StateOpen && from == gobreaker.StateClosed:
-		g.log.Info("downstream failing: holding the messages in hand and pausing receives; will probe it",
-			zap.Time("next_probe_at", probeAt), zap.Int("held", held))
-	case to == gobreaker.StateOpen:
-		g.log.Debug("probe failed; downstream still failing", zap.Time("next_probe_at", probeAt))
-	case to == gobreaker.StateClosed:
-		g.log.Info("downstream recovered: resuming receives, ramping concurrency back up",
-			zap.Int("held", held), zap.Int("max_concurrency", g.cfg.Concurrency))
-	}
-}
-
-// stateValue is sqsworker_downstream_state's value for a breaker state.
-func stateValue(s gobreaker.State) float64 {
-	switch s {
-	case gobreaker.StateHalfOpen:
-		return 1
-	case gobreaker.StateOpen:
-		return 2
-	default:
-		return 0
-	}
-}
-
 func (g *Guard) notifyLocked() {
 	close(g.changed)
 	g.changed = make(chan struct{})
-}
-
-func (g *Guard) state() gobreaker.State {
-	if g.cb == nil {
-		return gobreaker.StateClosed
-	}
-	return g.cb.State()
-}
-
-// Failing reports whether the breaker holds the downstream as failing.
-func (g *Guard) Failing() bool { return g.state() != gobreaker.StateClosed }
-
-// Limit is the number of handlers that may run at once now.
-func (g *Guard) Limit() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return int(g.limit)
 }
 
 // Start runs the health probes when a health URL is set.
@@ -275,13 +197,6 @@ func (g *Guard) Stop(context.Context) error {
 	g.probing.Wait()
 	g.Stopped()
 	return nil
-}
-
-// Permit is one handler start. Done must be called once the call ended.
-type Permit struct {
-	g     *Guard
-	done  func(error) // the breaker's; nil without one
-	start time.Time
 }
 
 // Acquire waits until a handler may start: the breaker lets calls through
@@ -356,63 +271,6 @@ func wait(ctx context.Context, stop <-chan struct{}, changed <-chan struct{}, ti
 	return nil
 }
 
-// take claims room under the concurrency limit and the breaker's leave.
-func (g *Guard) take() (*Permit, bool) {
-	g.mu.Lock()
-	if g.inflight >= max(int(g.limit), 1) {
-		g.mu.Unlock()
-		return nil, false
-	}
-	g.inflight++
-	g.mu.Unlock()
-	p := &Permit{g: g, start: g.cfg.Now()}
-	if g.cb != nil {
-		done, err := g.cb.Allow()
-		if err != nil { // opened meanwhile
-			g.release()
-			return nil, false
-		}
-		p.done = done
-	}
-	return p, true
-}
-
-func (g *Guard) release() {
-	g.mu.Lock()
-	g.inflight--
-	g.notifyLocked()
-	g.mu.Unlock()
-}
-
-// waitRate waits for the rate limit's grant of a start; a wait that is cut
-// short gives the permit back.
-func (g *Guard) waitRate(ctx context.Context, stop <-chan struct{}, p *Permit) error {
-	if g.rate == nil {
-		return nil
-	}
-	r := g.rate.ReserveN(g.cfg.Now(), 1)
-	d := r.DelayFrom(g.cfg.Now())
-	if d <= 0 {
-		return nil
-	}
-	g.m.RateLimitWaits.Inc()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	var err error
-	select {
-	case <-t.C:
-		p.start = g.cfg.Now()
-		return nil
-	case <-stop:
-		err = ErrStopped
-	case <-ctx.Done():
-		err = context.Cause(ctx)
-	}
-	r.Cancel()
-	p.Done(Ignored)
-	return err
-}
-
 func (g *Guard) untilProbe() time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -428,87 +286,6 @@ func (g *Guard) setHeld(d int) {
 	}
 	g.mu.Unlock()
 	g.m.MessagesHeld.Set(float64(held))
-}
-
-// Done reports how the call went. It returns whether the message should
-// be held rather than handed back to SQS: the call failed for the
-// downstream's reasons and the breaker now holds the downstream as
-// failing.
-func (p *Permit) Done(k Kind) (hold bool) {
-	g := p.g
-	now := g.cfg.Now()
-	took := now.Sub(p.start)
-	g.mu.Lock()
-	g.inflight--
-	atFloor := g.limit <= 1
-	g.adjustLocked(k, p.start, now, took)
-	g.notifyLocked()
-	g.mu.Unlock()
-
-	if k.Downstream() {
-		g.m.DownstreamFailures.WithLabelValues(k.String()).Inc()
-	}
-	if p.done != nil {
-		switch {
-		case k == Ignored:
-			p.done(errIgnored)
-		// An overloaded answer is the downstream asking for fewer calls,
-		// which the limit gives it; only when even one call at a time is
-		// too many (or the limit is pinned) is it a failure.
-		case k == Unavailable, k == Overloaded && (atFloor || g.cfg.DisableAdaptive):
-			p.done(errDownstream)
-		case k == Overloaded:
-			p.done(errIgnored)
-		default:
-			p.done(nil)
-		}
-	}
-	return k.Downstream() && g.Failing()
-}
-
-// adjustLocked moves the concurrency limit: cut by a tenth (at most once
-// per round of calls: only a call started after the last cut cuts again)
-// when the downstream failed or asked to slow down; raised after a success
-// at a stable latency, by one per success below ssthresh (a ramp that
-// doubles each round), by a quarter per round above it.
-func (g *Guard) adjustLocked(k Kind, start, now time.Time, took time.Duration) {
-	if g.cfg.DisableAdaptive {
-		return
-	}
-	before := g.limit
-	switch {
-	case k.Downstream():
-		if start.Before(g.lastCut) {
-			return
-		}
-		g.limit = max(1, float64(int(g.limit*0.9)))
-		g.ssthresh, g.lastCut = g.limit, now
-	case k == Succeeded, k == MessageFailed:
-		secs := took.Seconds()
-		// Stable: within twice the usual latency (and 5ms, for calls so
-		// quick that scheduling noise dwarfs them).
-		stable := g.latency == 0 || secs <= max(2*g.latency, g.latency+0.005)
-		g.latency = ewma(g.latency, secs)
-		if !stable {
-			return
-		}
-		if g.limit < g.ssthresh {
-			g.limit++
-		} else {
-			g.limit += 0.25 / g.limit
-		}
-		g.limit = min(g.limit, float64(g.cfg.Concurrency))
-	}
-	if g.limit != before {
-		g.m.ConcurrencyLimit.Set(float64(int(g.limit)))
-	}
-}
-
-func ewma(avg, x float64) float64 {
-	if avg == 0 {
-		return x
-	}
-	return avg + (x-avg)/20
 }
 
 // WaitReceive blocks a fetcher while it should not receive: until the
@@ -534,99 +311,5 @@ func (g *Guard) WaitReceive(ctx context.Context) error {
 		if err := wait(ctx, nil, changed, timeout); err != nil {
 			return err
 		}
-	}
-}
-
-// probeHealth waits for the health URL to answer before the first
-// receive, then probes it whenever the breaker is open.
-func (g *Guard) probeHealth(ctx context.Context) {
-	wait := g.cfg.ProbeInterval
-	for !g.isReady() {
-		err := g.checkHealth(ctx)
-		if err == nil {
-			g.mu.Lock()
-			g.ready = true
-			g.notifyLocked()
-			g.mu.Unlock()
-			g.log.Info("handler health URL answers; starting to receive")
-			break
-		}
-		if wait == g.cfg.ProbeInterval {
-			g.log.Info("waiting for the handler health URL before the first receive", zap.Error(err))
-		}
-		if !sleep(ctx, wait) {
-			return
-		}
-		wait = min(2*wait, g.cfg.MaxProbeInterval)
-	}
-	for {
-		g.mu.Lock()
-		changed := g.changed
-		g.mu.Unlock()
-		if g.state() == gobreaker.StateClosed {
-			select {
-			case <-changed:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		if !sleep(ctx, g.untilProbe()) {
-			return
-		}
-		if g.state() != gobreaker.StateHalfOpen {
-			continue
-		}
-		done, err := g.cb.Allow()
-		if err != nil {
-			continue
-		}
-		if err := g.checkHealth(ctx); err != nil {
-			g.log.Debug("health probe failed", zap.Error(err))
-			done(errDownstream)
-			continue
-		}
-		done(nil)
-	}
-}
-
-func (g *Guard) isReady() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ready
-}
-
-func (g *Guard) checkHealth(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.cfg.HealthURL, nil)
-	if err != nil {
-		return err
-	}
-	where := req.URL.Redacted() // never a password in a log line
-	resp, err := g.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("health check %s: %w", where, err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("health check %s: status %s", where, resp.Status)
-	}
-	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

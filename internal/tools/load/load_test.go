@@ -1,7 +1,6 @@
-package tools_test
+package load_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -9,17 +8,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/tools/line"
 	"github.com/sqsworker/sqsworker/internal/tools/load"
+	"github.com/sqsworker/sqsworker/internal/tools/tooltest"
 )
 
 // recordingAPI is the real client, recording every SendMessageBatch input;
@@ -44,72 +41,18 @@ func (r *recordingAPI) SendMessageBatch(ctx context.Context, in *sqs.SendMessage
 	return r.API.SendMessageBatch(ctx, in, opts...)
 }
 
-// testLines are n lines with string, number and binary attributes; on a
-// FIFO queue each has a group (of five) and a deduplication id.
-func testLines(n int, fifo bool) []line.Line {
-	out := make([]line.Line, n)
-	for i := range out {
-		l := line.Line{
-			MessageID: fmt.Sprintf("m-%d", i),
-			Body:      fmt.Sprintf(`{"n":%d,"text":"<ü & ✓>"}`, i),
-			Attributes: map[string]string{
-				"SentTimestamp":  "1767225600000",
-				"AWSTraceHeader": fmt.Sprintf("Root=1-5759e988-bd862e3fe1be46a9942727%02d;Sampled=1", i%100),
-			},
-			MessageAttributes: map[string]line.Attribute{
-				"kind":  {DataType: "String", StringValue: fmt.Sprintf("kind-%d", i%3)},
-				"total": {DataType: "Number", StringValue: fmt.Sprintf("%d.5", i)},
-				"sig":   {DataType: "Binary", BinaryValue: []byte{byte(i), 0, 0xff}},
-				"unit":  {DataType: "Number.float", StringValue: "1.25"},
-			},
-		}
-		if fifo {
-			l.Attributes["MessageGroupId"] = fmt.Sprintf("g-%d", i%5)
-			l.Attributes["MessageDeduplicationId"] = fmt.Sprintf("d-%d", i)
-		}
-		out[i] = l
-	}
-	return out
-}
-
-func file(t *testing.T, lines []line.Line) *bytes.Buffer {
-	t.Helper()
-	var b bytes.Buffer
-	w := line.NewWriter(&b)
-	for i := range lines {
-		if err := w.Write(&lines[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &b
-}
-
-// sent is what a received message kept of its line.
-type sent struct {
-	body, group, dedup string
-	attrs              map[string]line.Attribute
-}
-
-func keptOf(l line.Line) sent {
-	return sent{body: l.Body, group: l.GroupID(), dedup: l.DeduplicationID(), attrs: l.MessageAttributes}
-}
-
-func received(m types.Message) sent {
-	return keptOf(line.FromMessage(message.FromSQS("", m, time.Now())))
-}
-
 func TestLoadKeepsBodiesAttributesAndIDs(t *testing.T) {
 	t.Parallel()
 	for _, fifo := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fifo=%v", fifo), func(t *testing.T) {
 			t.Parallel()
 			const n = 237
-			q := createQueue(t, "load", sqstest.QueueOptions{FIFO: fifo})
-			lines := testLines(n, fifo)
+			q := tooltest.CreateQueue(t, server, "load", sqstest.QueueOptions{FIFO: fifo})
+			lines := tooltest.Lines(n, fifo)
 			api := &recordingAPI{API: server.Client()}
 			var problems []load.Problem
 			report, err := load.Run(t.Context(), load.Config{QueueURL: q.URL, FIFO: fifo, Rate: 5000,
-				OnProblem: func(p load.Problem) { problems = append(problems, p) }}, api, file(t, lines))
+				OnProblem: func(p load.Problem) { problems = append(problems, p) }}, api, tooltest.File(t, lines))
 			if err != nil || !report.OK() || len(problems) > 0 {
 				t.Fatalf("load: %v; report %+v; problems %+v", err, report, problems)
 			}
@@ -117,20 +60,20 @@ func TestLoadKeepsBodiesAttributesAndIDs(t *testing.T) {
 				t.Errorf("report %+v, want %d lines sent", report, n)
 			}
 
-			want := map[string]sent{}
+			want := map[string]tooltest.Sent{}
 			for _, l := range lines {
-				want[l.Body] = keptOf(l)
+				want[l.Body] = tooltest.KeptOf(l)
 			}
-			got := map[string]sent{}
+			got := map[string]tooltest.Sent{}
 			groupOrder := map[string][]string{}
-			for _, m := range receiveAll(t, q.URL, n) {
-				s := received(m)
-				got[s.body] = s
-				groupOrder[s.group] = append(groupOrder[s.group], s.dedup)
+			for _, m := range tooltest.ReceiveAll(t, server, q.URL, n) {
+				s := tooltest.Received(m)
+				got[s.Body] = s
+				groupOrder[s.Group] = append(groupOrder[s.Group], s.Dedup)
 			}
 			if !fifo {
 				for k, s := range want {
-					s.group = got[k].group // a standard queue need not return MessageGroupId
+					s.Group = got[k].Group // a standard queue need not return MessageGroupId
 					want[k] = s
 				}
 			}
@@ -177,14 +120,14 @@ func idNumber(dedup string) int {
 
 func TestLoadBatchesStayWithinOneMiB(t *testing.T) {
 	t.Parallel()
-	q := createQueue(t, "load-big", sqstest.QueueOptions{})
+	q := tooltest.CreateQueue(t, server, "load-big", sqstest.QueueOptions{})
 	var lines []line.Line
 	for i := range 7 {
 		lines = append(lines, line.Line{Body: fmt.Sprintf("%d:%s", i, strings.Repeat("x", 400<<10))})
 	}
 	lines = append(lines, line.Line{Body: strings.Repeat("y", line.MaxMessageSize)})
 	api := &recordingAPI{API: server.Client()}
-	report, err := load.Run(t.Context(), load.Config{QueueURL: q.URL}, api, file(t, lines))
+	report, err := load.Run(t.Context(), load.Config{QueueURL: q.URL}, api, tooltest.File(t, lines))
 	if err != nil || !report.OK() {
 		t.Fatalf("load: %v; report %+v", err, report)
 	}
@@ -197,12 +140,12 @@ func TestLoadBatchesStayWithinOneMiB(t *testing.T) {
 			t.Errorf("a batch of %d bytes", size)
 		}
 	}
-	receiveAll(t, q.URL, len(lines))
+	tooltest.ReceiveAll(t, server, q.URL, len(lines))
 }
 
 func TestLoadReportsEachLineNotSent(t *testing.T) {
 	t.Parallel()
-	q := createQueue(t, "load-bad", sqstest.QueueOptions{FIFO: true})
+	q := tooltest.CreateQueue(t, server, "load-bad", sqstest.QueueOptions{FIFO: true})
 	input := strings.Join([]string{
 		`{"body":"one","attributes":{"MessageGroupId":"g","MessageDeduplicationId":"1"}}`,
 		`{"body":"no group","attributes":{"MessageDeduplicationId":"2"}}`,
@@ -234,12 +177,12 @@ func TestLoadReportsEachLineNotSent(t *testing.T) {
 			t.Errorf("problem %+v, want line %d %s with %q", p, w.line, w.kind, w.text)
 		}
 	}
-	receiveAll(t, q.URL, 2)
+	tooltest.ReceiveAll(t, server, q.URL, 2)
 }
 
 func TestLoadRetriesThrottlingAndStopsWhenTheQueueIsGone(t *testing.T) {
 	t.Parallel()
-	q := createQueue(t, "load-retry", sqstest.QueueOptions{})
+	q := tooltest.CreateQueue(t, server, "load-retry", sqstest.QueueOptions{})
 	throttled := &smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down", Fault: smithy.FaultClient}
 	api := &recordingAPI{API: server.Client(), fail: func(call int) error {
 		if call <= 2 {
@@ -247,17 +190,17 @@ func TestLoadRetriesThrottlingAndStopsWhenTheQueueIsGone(t *testing.T) {
 		}
 		return nil
 	}}
-	lines := testLines(25, false)
-	report, err := load.Run(t.Context(), load.Config{QueueURL: q.URL, Senders: 1}, api, file(t, lines))
+	lines := tooltest.Lines(25, false)
+	report, err := load.Run(t.Context(), load.Config{QueueURL: q.URL, Senders: 1}, api, tooltest.File(t, lines))
 	if err != nil || !report.OK() {
 		t.Fatalf("after two throttled calls: %v; report %+v", err, report)
 	}
-	receiveAll(t, q.URL, 25)
+	tooltest.ReceiveAll(t, server, q.URL, 25)
 
 	missing := q.URL + "-missing"
 	var problems []load.Problem
 	report, err = load.Run(t.Context(), load.Config{QueueURL: missing,
-		OnProblem: func(p load.Problem) { problems = append(problems, p) }}, server.Client(), file(t, lines))
+		OnProblem: func(p load.Problem) { problems = append(problems, p) }}, server.Client(), tooltest.File(t, lines))
 	if err == nil || !strings.Contains(err.Error(), "QueueDoesNotExist") && !strings.Contains(err.Error(), "NonExistentQueue") {
 		t.Fatalf("load to a missing queue: %v, want it to stop saying so", err)
 	}

@@ -1,4 +1,4 @@
-package tools_test
+package stats_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/tools/stats"
+	"github.com/sqsworker/sqsworker/internal/tools/tooltest"
 )
 
 // fill puts messages in each state: visible, in flight (received with a
@@ -20,7 +21,7 @@ import (
 func fill(t *testing.T, url string, visible, inFlight, delayed int) {
 	t.Helper()
 	c := server.Client()
-	if err := server.SendBodies(t.Context(), url, bodies("v", visible+inFlight), nil); err != nil {
+	if err := server.SendBodies(t.Context(), url, tooltest.Bodies("v", visible+inFlight), nil); err != nil {
 		t.Fatal(err)
 	}
 	for got := 0; got < inFlight; {
@@ -37,23 +38,6 @@ func fill(t *testing.T, url string, visible, inFlight, delayed int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func bodies(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s-%d", prefix, i)
-	}
-	return out
-}
-
-func counts(t *testing.T, url string) sqsapi.Counts {
-	t.Helper()
-	d, err := server.QueueDepth(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sqsapi.Counts{Visible: int64(d.Visible), InFlight: int64(d.InFlight), Delayed: int64(d.Delayed)}
 }
 
 func readStats(t *testing.T, ctx context.Context, url string) stats.Stats {
@@ -76,15 +60,15 @@ func readStats(t *testing.T, ctx context.Context, url string) stats.Stats {
 
 func TestStatsAgreeWithGetQueueAttributes(t *testing.T) {
 	t.Parallel()
-	q := createQueue(t, "stats", sqstest.QueueOptions{MaxReceiveCount: 4})
+	q := tooltest.CreateQueue(t, server, "stats", sqstest.QueueOptions{MaxReceiveCount: 4})
 	fill(t, q.URL, 3, 2, 1)
 	fill(t, q.DLQURL, 5, 0, 0)
 	s := readStats(t, t.Context(), q.URL)
-	if s.Queue.Counts != counts(t, q.URL) || s.Queue.Counts != (sqsapi.Counts{Visible: 3, InFlight: 2, Delayed: 1}) {
-		t.Errorf("queue counts %+v; GetQueueAttributes says %+v", s.Queue.Counts, counts(t, q.URL))
+	if s.Queue.Counts != tooltest.Counts(t, server, q.URL) || s.Queue.Counts != (sqsapi.Counts{Visible: 3, InFlight: 2, Delayed: 1}) {
+		t.Errorf("queue counts %+v; GetQueueAttributes says %+v", s.Queue.Counts, tooltest.Counts(t, server, q.URL))
 	}
-	if s.DeadLetterQueue == nil || s.DeadLetterQueue.URL != q.DLQURL || s.DeadLetterQueue.Counts != counts(t, q.DLQURL) {
-		t.Fatalf("dead-letter queue %+v, want %s with %+v", s.DeadLetterQueue, q.DLQURL, counts(t, q.DLQURL))
+	if s.DeadLetterQueue == nil || s.DeadLetterQueue.URL != q.DLQURL || s.DeadLetterQueue.Counts != tooltest.Counts(t, server, q.DLQURL) {
+		t.Fatalf("dead-letter queue %+v, want %s with %+v", s.DeadLetterQueue, q.DLQURL, tooltest.Counts(t, server, q.DLQURL))
 	}
 	if rp := s.Queue.RedrivePolicy; rp == nil || rp.MaxReceiveCount != 4 || rp.DeadLetterTargetARN != s.DeadLetterQueue.ARN {
 		t.Errorf("redrive policy %+v", rp)
@@ -109,8 +93,8 @@ func TestStatsAgreeWithGetQueueAttributes(t *testing.T) {
 
 func TestStatsOfADeadLetterQueueNameItsSources(t *testing.T) {
 	t.Parallel()
-	a := createQueue(t, "stats-src", sqstest.QueueOptions{MaxReceiveCount: 3})
-	b := createQueue(t, "stats-src", sqstest.QueueOptions{})
+	a := tooltest.CreateQueue(t, server, "stats-src", sqstest.QueueOptions{MaxReceiveCount: 3})
+	b := tooltest.CreateQueue(t, server, "stats-src", sqstest.QueueOptions{})
 	dlqARN, err := server.QueueARN(t.Context(), a.DLQURL)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,10 @@
-package tools_test
+package setup_test
 
 import (
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,13 +17,8 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/tools/setup"
+	"github.com/sqsworker/sqsworker/internal/tools/tooltest"
 )
-
-var setupSeq atomic.Int64
-
-func uniqueName(prefix string) string {
-	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e6, setupSeq.Add(1))
-}
 
 func attributes(t *testing.T, name string) map[string]string {
 	t.Helper()
@@ -48,7 +42,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 	for _, fifo := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fifo=%v", fifo), func(t *testing.T) {
 			t.Parallel()
-			name := uniqueName("setup")
+			name := tooltest.UniqueName("setup")
 			cfg := setup.Config{Queue: name, MaxReceive: 4, VisibilityTimeout: 45 * time.Second}
 			dlq := name + "-dlq"
 			if fifo {
@@ -88,7 +82,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 
 func TestSetupRefusesAConflictAndChangesNothing(t *testing.T) {
 	t.Parallel()
-	name := uniqueName("setup-conflict")
+	name := tooltest.UniqueName("setup-conflict")
 	if _, err := setup.Run(t.Context(), setup.Config{Queue: name, MaxReceive: 3, VisibilityTimeout: time.Minute}, server.Client(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +111,7 @@ func TestSetupRefusesAConflictAndChangesNothing(t *testing.T) {
 
 func TestSetupAddsARedrivePolicyToAnExistingQueue(t *testing.T) {
 	t.Parallel()
-	q := createQueue(t, "setup-existing", sqstest.QueueOptions{})
+	q := tooltest.CreateQueue(t, server, "setup-existing", sqstest.QueueOptions{})
 	r, err := setup.Run(t.Context(), setup.Config{Queue: q.Name, MaxReceive: 2}, server.Client(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +126,7 @@ func TestSetupAddsARedrivePolicyToAnExistingQueue(t *testing.T) {
 
 func TestSetupSubscribesOnceAndKeepsThePolicy(t *testing.T) {
 	t.Parallel()
-	name := uniqueName("setup-sns")
+	name := tooltest.UniqueName("setup-sns")
 	snsc := server.SNSClient()
 	var topics []string
 	for i := range 2 {

@@ -1,4 +1,4 @@
-package tools_test
+package redrive_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/tools/line"
 	"github.com/sqsworker/sqsworker/internal/tools/receive"
 	"github.com/sqsworker/sqsworker/internal/tools/redrive"
+	"github.com/sqsworker/sqsworker/internal/tools/tooltest"
 )
 
 func describe(t *testing.T, url string) sqsapi.Queue {
@@ -55,9 +56,9 @@ func kindOf(l line.Line) string { return l.MessageAttributes["kind"].StringValue
 func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 	t.Parallel()
 	const n = 150
-	q := createQueue(t, "redrive-filter", sqstest.QueueOptions{MaxReceiveCount: 3})
-	lines := testLines(n, false)
-	loadLines(t, q.DLQURL, false, lines)
+	q := tooltest.CreateQueue(t, server, "redrive-filter", sqstest.QueueOptions{MaxReceiveCount: 3})
+	lines := tooltest.Lines(n, false)
+	tooltest.Load(t, server, q.DLQURL, false, lines)
 	var want []string
 	for _, l := range lines {
 		if kindOf(l) == "kind-1" {
@@ -70,7 +71,7 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 	cfg.Filter = `.message_attributes.kind.string_value == "kind-1" and (.attributes.SentTimestamp | length > 0)`
 	var problems []redrive.Problem
 	cfg.OnProblem = func(p redrive.Problem) { problems = append(problems, p) }
-	report, err := redrive.Run(t.Context(), cfg, server.Client(), testLog(t))
+	report, err := redrive.Run(t.Context(), cfg, server.Client(), tooltest.Log(t))
 	if err != nil || len(problems) > 0 {
 		t.Fatalf("redrive: %v; problems %+v", err, problems)
 	}
@@ -78,7 +79,7 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 		report.Kept != n-len(want) || report.ByTarget[q.Name] != len(want) || !report.AllRead {
 		t.Errorf("report %+v; want %d read, %d moved to %s and deleted, %d kept", report, n, len(want), q.Name, n-len(want))
 	}
-	moved := collect(t, q.URL, len(want))
+	moved := tooltest.Collect(t, server, q.URL, len(want))
 	if got := bodiesOf(moved); !slices.Equal(got, want) {
 		t.Errorf("the source queue received %d messages, want exactly the %d matching ones", len(got), len(want))
 	}
@@ -87,10 +88,10 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 			t.Fatalf("moved message %+v lost its attributes", m.MessageAttributes)
 		}
 	}
-	if d := counts(t, q.URL); d != (sqsapi.Counts{}) {
+	if d := tooltest.Counts(t, server, q.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("the source queue holds %+v more: a message moved twice", d)
 	}
-	if d := counts(t, q.DLQURL); d.Visible != int64(n-len(want)) || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, q.DLQURL); d.Visible != int64(n-len(want)) || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want the %d others visible", d, n-len(want))
 	}
 }
@@ -100,13 +101,13 @@ func TestRedriveMovesExactlyWhatTheFilterSelects(t *testing.T) {
 func TestRedriveDryRunMovesNothing(t *testing.T) {
 	t.Parallel()
 	const n = 60
-	q := createQueue(t, "redrive-dry", sqstest.QueueOptions{MaxReceiveCount: 3})
-	loadLines(t, q.DLQURL, false, testLines(n, false))
+	q := tooltest.CreateQueue(t, server, "redrive-dry", sqstest.QueueOptions{MaxReceiveCount: 3})
+	tooltest.Load(t, server, q.DLQURL, false, tooltest.Lines(n, false))
 	var out bytes.Buffer
 	cfg := redriveCfg(t, q.DLQURL)
 	cfg.Filter = `select(.message_attributes.kind.string_value != "kind-0")`
 	cfg.DryRun, cfg.DryRunOut = true, &out
-	report, err := redrive.Run(t.Context(), cfg, server.Client(), testLog(t))
+	report, err := redrive.Run(t.Context(), cfg, server.Client(), tooltest.Log(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +127,10 @@ func TestRedriveDryRunMovesNothing(t *testing.T) {
 	if printed != want || report.Matched != want || report.ByTarget[q.Name] != want || report.Moved != 0 || report.Deleted != 0 {
 		t.Errorf("dry run printed %d lines, report %+v; want %d that would move to %s, none moved", printed, report, want, q.Name)
 	}
-	if d := counts(t, q.DLQURL); d.Visible != n || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, q.DLQURL); d.Visible != n || d.InFlight != 0 {
 		t.Errorf("after a dry run the dead-letter queue holds %+v, want all %d visible", d, n)
 	}
-	if d := counts(t, q.URL); d != (sqsapi.Counts{}) {
+	if d := tooltest.Counts(t, server, q.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("after a dry run the source queue holds %+v, want nothing", d)
 	}
 }
@@ -161,7 +162,7 @@ func (s *sourceArnAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessag
 // queue dlqARN.
 func feeding(t *testing.T, prefix, dlqARN string) sqstest.Queue {
 	t.Helper()
-	name := uniqueName(prefix)
+	name := tooltest.UniqueName(prefix)
 	out, err := server.Client().CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
 		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":3}`, dlqARN),
 	}})
@@ -182,7 +183,7 @@ func feeding(t *testing.T, prefix, dlqARN string) sqstest.Queue {
 // to tell, and the redrive refuses, naming both, moving nothing.
 func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 	t.Parallel()
-	dlq := createQueue(t, "redrive-two-dlq", sqstest.QueueOptions{})
+	dlq := tooltest.CreateQueue(t, server, "redrive-two-dlq", sqstest.QueueOptions{})
 	a, b := feeding(t, "redrive-two-a", dlq.ARN), feeding(t, "redrive-two-b", dlq.ARN)
 	var bodies []string
 	for i := range 40 {
@@ -192,12 +193,12 @@ func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err := redrive.Run(t.Context(), redriveCfg(t, dlq.URL), server.Client(), testLog(t))
+	_, err := redrive.Run(t.Context(), redriveCfg(t, dlq.URL), server.Client(), tooltest.Log(t))
 	var fe *config.FieldError
 	if !errors.As(err, &fe) || fe.Field != "To" || !strings.Contains(err.Error(), a.Name) || !strings.Contains(err.Error(), b.Name) {
 		t.Fatalf("redrive of a dead-letter queue of two queues, no source attribute: %v; want a refusal naming To and both queues", err)
 	}
-	if d := counts(t, dlq.URL); d.Visible != int64(len(bodies)) || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, dlq.URL); d.Visible != int64(len(bodies)) || d.InFlight != 0 {
 		t.Fatalf("after the refusal the dead-letter queue holds %+v, want all %d visible", d, len(bodies))
 	}
 
@@ -207,7 +208,7 @@ func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 		}
 		return b.ARN
 	}}
-	report, err := redrive.Run(t.Context(), redriveCfg(t, dlq.URL), api, testLog(t))
+	report, err := redrive.Run(t.Context(), redriveCfg(t, dlq.URL), api, tooltest.Log(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,13 +217,13 @@ func TestRedriveSendsEachMessageBackToItsOwnSource(t *testing.T) {
 	}
 	for _, q := range []sqstest.Queue{a, b} {
 		prefix := q.Name[len("redrive-two-") : len("redrive-two-")+1]
-		for _, body := range bodiesOf(collect(t, q.URL, 20)) {
+		for _, body := range bodiesOf(tooltest.Collect(t, server, q.URL, 20)) {
 			if !strings.HasPrefix(body, prefix+"-") {
 				t.Errorf("%s received %q, which came from the other queue", q.Name, body)
 			}
 		}
 	}
-	if d := counts(t, dlq.URL); d != (sqsapi.Counts{}) {
+	if d := tooltest.Counts(t, server, dlq.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("the dead-letter queue holds %+v, want nothing", d)
 	}
 }
@@ -259,8 +260,8 @@ func (s *sameDedupAPI) SendMessageBatch(ctx context.Context, in *sqs.SendMessage
 // group.
 func TestRedriveIntoFIFOKeepsIdenticalBodies(t *testing.T) {
 	t.Parallel()
-	dlq := createQueue(t, "redrive-fifo-dlq", sqstest.QueueOptions{FIFO: true})
-	out, err := server.Client().CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(uniqueName("redrive-fifo") + ".fifo"),
+	dlq := tooltest.CreateQueue(t, server, "redrive-fifo-dlq", sqstest.QueueOptions{FIFO: true})
+	out, err := server.Client().CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(tooltest.UniqueName("redrive-fifo") + ".fifo"),
 		Attributes: map[string]string{"FifoQueue": "true", "ContentBasedDeduplication": "true"}})
 	if err != nil {
 		t.Fatal(err)
@@ -276,11 +277,11 @@ func TestRedriveIntoFIFOKeepsIdenticalBodies(t *testing.T) {
 	cfg := redriveCfg(t, dlq.URL)
 	to := describe(t, target)
 	cfg.To = &to
-	report, err := redrive.Run(t.Context(), cfg, api, testLog(t))
+	report, err := redrive.Run(t.Context(), cfg, api, tooltest.Log(t))
 	if err != nil || report.Moved != 2 || report.Deleted != 2 {
 		t.Fatalf("redrive: %v; report %+v, want 2 moved", err, report)
 	}
-	got := collect(t, target, 2)
+	got := tooltest.Collect(t, server, target, 2)
 	if bodies := bodiesOf(got); !slices.Equal(bodies, []string{`{"order":7}`, `{"order":7}`}) {
 		t.Errorf("the FIFO queue received %q, want both copies", bodies)
 	}
@@ -301,9 +302,9 @@ func TestRedriveIntoFIFOKeepsIdenticalBodies(t *testing.T) {
 // and is reported.
 func TestRedriveLeavesWhatTheTargetRefuses(t *testing.T) {
 	t.Parallel()
-	dlq := createQueue(t, "redrive-refused-dlq", sqstest.QueueOptions{})
-	target := createQueue(t, "redrive-refused", sqstest.QueueOptions{FIFO: true})
-	if err := server.SendBodies(t.Context(), dlq.URL, bodies("no-group", 12), nil); err != nil {
+	dlq := tooltest.CreateQueue(t, server, "redrive-refused-dlq", sqstest.QueueOptions{})
+	target := tooltest.CreateQueue(t, server, "redrive-refused", sqstest.QueueOptions{FIFO: true})
+	if err := server.SendBodies(t.Context(), dlq.URL, tooltest.Bodies("no-group", 12), nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := redriveCfg(t, dlq.URL)
@@ -311,14 +312,14 @@ func TestRedriveLeavesWhatTheTargetRefuses(t *testing.T) {
 	cfg.To = &to
 	var problems []redrive.Problem
 	cfg.OnProblem = func(p redrive.Problem) { problems = append(problems, p) }
-	report, err := redrive.Run(t.Context(), cfg, server.Client(), testLog(t))
+	report, err := redrive.Run(t.Context(), cfg, server.Client(), tooltest.Log(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if report.Refused != 12 || report.Moved != 0 || len(problems) != 12 || !strings.Contains(problems[0].Reason, "MessageGroupId") {
 		t.Errorf("report %+v, problems %+v; want 12 refused, each reported with the reason", report, problems)
 	}
-	if d := counts(t, dlq.URL); d.Visible != 12 || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, dlq.URL); d.Visible != 12 || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want all 12 visible", d)
 	}
 }
@@ -347,12 +348,12 @@ func (a *arrivingAPI) SendMessageBatch(ctx context.Context, in *sqs.SendMessageB
 func TestRedriveReadsWhatTheQueueHeldAtTheStart(t *testing.T) {
 	t.Parallel()
 	const n = 25
-	q := createQueue(t, "redrive-at-start", sqstest.QueueOptions{MaxReceiveCount: 3})
-	if err := server.SendBodies(t.Context(), q.DLQURL, bodies("at-start", n), nil); err != nil {
+	q := tooltest.CreateQueue(t, server, "redrive-at-start", sqstest.QueueOptions{MaxReceiveCount: 3})
+	if err := server.SendBodies(t.Context(), q.DLQURL, tooltest.Bodies("at-start", n), nil); err != nil {
 		t.Fatal(err)
 	}
 	api := &arrivingAPI{API: server.Client(), dlqURL: q.DLQURL}
-	report, err := redrive.Run(t.Context(), redriveCfg(t, q.DLQURL), api, testLog(t))
+	report, err := redrive.Run(t.Context(), redriveCfg(t, q.DLQURL), api, tooltest.Log(t))
 	if err != nil || api.err != nil {
 		t.Fatalf("redrive: %v; the message arriving during it: %v", err, api.err)
 	}
@@ -360,10 +361,10 @@ func TestRedriveReadsWhatTheQueueHeldAtTheStart(t *testing.T) {
 	if report.AtStart != n || report.Read != n || report.Moved != n || report.Deleted != n || !report.AllRead || left-report.Stays() != 1 {
 		t.Errorf("report %+v; want the %d messages held at the start read and moved, and 1 more left", report, n)
 	}
-	if d := counts(t, q.DLQURL); d.Visible != 1 || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, q.DLQURL); d.Visible != 1 || d.InFlight != 0 {
 		t.Errorf("the dead-letter queue holds %+v, want the 1 message that arrived during the run, visible", d)
 	}
-	if got := len(collect(t, q.URL, n)); got != n {
+	if got := len(tooltest.Collect(t, server, q.URL, n)); got != n {
 		t.Errorf("the source queue received %d messages, want %d", got, n)
 	}
 }

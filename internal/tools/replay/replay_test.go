@@ -1,4 +1,4 @@
-package tools_test
+package replay_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/tools/receive"
 	"github.com/sqsworker/sqsworker/internal/tools/replay"
+	"github.com/sqsworker/sqsworker/internal/tools/tooltest"
 )
 
 // seen records the bodies a handler was given.
@@ -40,8 +41,8 @@ func (s *seen) handler(fail func(body string) error) handler.Handler {
 func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing.T) {
 	t.Parallel()
 	const n = 40
-	dlq := createQueue(t, "replay-dlq", sqstest.QueueOptions{})
-	if err := server.SendBodies(t.Context(), dlq.URL, bodies("replay", n), nil); err != nil {
+	dlq := tooltest.CreateQueue(t, server, "replay-dlq", sqstest.QueueOptions{})
+	if err := server.SendBodies(t.Context(), dlq.URL, tooltest.Bodies("replay", n), nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg := replay.Config{Config: receive.Config{QueueURL: dlq.URL, WaitTime: time.Second}}
@@ -52,7 +53,7 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 			return broken
 		}
 		return nil
-	}), testLog(t))
+	}), tooltest.Log(t))
 	var f *replay.Failure
 	if !errors.As(err, &f) || !errors.Is(err, broken) || f.MessageID != s.ids["replay-17"] {
 		t.Fatalf("replay with a broken handler: %v; want the failure of message %s", err, s.ids["replay-17"])
@@ -60,12 +61,12 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 	if report.Failed != 1 || report.Deleted != report.Succeeded || report.Succeeded != len(s.bodies)-1 {
 		t.Errorf("report %+v after %d messages handled; want each success deleted, one failure", report, len(s.bodies))
 	}
-	if d := counts(t, dlq.URL); d.Visible != int64(n-report.Deleted) || d.InFlight != 0 {
+	if d := tooltest.Counts(t, server, dlq.URL); d.Visible != int64(n-report.Deleted) || d.InFlight != 0 {
 		t.Errorf("after the failure the queue holds %+v, want the %d not deleted visible", d, n-report.Deleted)
 	}
 
 	var fixed seen
-	report, err = replay.Run(t.Context(), cfg, server.Client(), fixed.handler(func(string) error { return nil }), testLog(t))
+	report, err = replay.Run(t.Context(), cfg, server.Client(), fixed.handler(func(string) error { return nil }), tooltest.Log(t))
 	if err != nil || report.End != receive.Empty {
 		t.Fatalf("replay with a fixed handler: %v; report %+v", err, report)
 	}
@@ -73,7 +74,7 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 		t.Errorf("the fixed handler saw %d messages (the failed one %d times), deleted %d; want the other %d, each once",
 			len(fixed.bodies), fixed.bodies["replay-17"], report.Deleted, n-len(s.bodies)+1)
 	}
-	if d := counts(t, dlq.URL); d != (sqsapi.Counts{}) {
+	if d := tooltest.Counts(t, server, dlq.URL); d != (sqsapi.Counts{}) {
 		t.Errorf("after the fixed replay the queue holds %+v, want nothing", d)
 	}
 }
