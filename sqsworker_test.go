@@ -313,4 +313,3 @@ func gathered(t *testing.T, g prometheus.Gatherer, name, match string) float64 {
 	}
 	return -1
 }
-
