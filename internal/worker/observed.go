@@ -34,7 +34,7 @@ func (o observed) SendMessage(ctx context.Context, in *sqs.SendMessageInput, opt
 	return o.api.SendMessage(ctx, in, o.with(opts)...)
 }
 
-func (o observed) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) { //nolint:revive // the SDK's name
+func (o observed) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, opts ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
 	return o.api.GetQueueUrl(ctx, in, o.with(opts)...)
 }
 

@@ -1,6 +1,7 @@
 // Package worker wires the pipeline — fetch, pool, lease table, ack,
 // metrics — for one queue, runs it, and shuts it down in order, gracefully
-// or forced. cmd/worker, the tools and the benchmark all run it.
+// or forced. The public package sqsworker, and through it `worker run`,
+// runs it; so does the in-process benchmark.
 package worker
 
 import (
