@@ -25,7 +25,8 @@ func ExampleWorker_Run() {
 	defer stop()
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	w, err := sqsworker.New(sqs.NewFromConfig(awsCfg), "orders",
 		sqsworker.HandlerFunc(func(ctx context.Context, m *sqsworker.Message) error {
@@ -34,10 +35,11 @@ func ExampleWorker_Run() {
 		}),
 		&sqsworker.Config{Concurrency: 32, VisibilityTimeout: time.Minute})
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	if err := w.Run(ctx); err != nil {
-		log.Fatal(err)
+		log.Print(err)
 	}
 }
 
@@ -91,6 +93,9 @@ func ExampleHandlerFunc() {
 	charge := func(context.Context, string) (*http.Response, error) { return nil, errPaymentDeclined }
 	h := sqsworker.HandlerFunc(func(ctx context.Context, m *sqsworker.Message) error {
 		resp, err := charge(ctx, m.Body)
+		if err == nil {
+			defer func() { _ = resp.Body.Close() }()
+		}
 		switch {
 		case errors.Is(err, errPaymentDeclined):
 			return sqsworker.DeadLetter("declined", err) // never succeeds: to the DLQ now

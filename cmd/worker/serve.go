@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/config"
@@ -18,7 +17,6 @@ import (
 // /debug/pprof/ on one of its own; either may be off (nil).
 type servers struct {
 	metrics, pprof *metrics.Server
-	log            *zap.Logger
 }
 
 // listen binds the listeners cfg asks for now, so that a taken port is an
