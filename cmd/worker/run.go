@@ -1,19 +1,24 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel"
 	"go.uber.org/zap"
 
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/tracing"
-	"github.com/sqsworker/sqsworker/internal/worker"
 )
 
 var runCmd = &command{
@@ -44,44 +49,67 @@ func runWorker(cfg config.Config) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-	stopTracing, err := tracing.Setup(context.Background(), log)
+	bg := context.Background()
+	stopTracing, err := tracing.Setup(bg, log)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = stopTracing(context.Background()) }()
+	defer func() { _ = stopTracing(bg) }()
 	h, err := newHandler(cfg, log)
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(context.Background(), cfg, h, log)
+	client, err := sqsapi.New(bg, sqsapi.Options{EndpointURL: cfg.EndpointURL, Region: cfg.Region, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
-	return serve(w, signals, log)
-}
-
-// serve runs w until a signal: the first stops it gracefully, a second
-// forces the stop. It returns why w stopped on its own, if it did.
-func serve(w *worker.Worker, signals <-chan os.Signal, log *zap.Logger) error {
-	bg := context.Background()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := sqsworker.New(client, cmp.Or(cfg.QueueURL, cfg.Queue), builtin{h}, publicConfig(cfg),
+		sqsworker.WithRegisterer(reg), sqsworker.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	srv, err := listen(cfg, reg, w)
+	if err != nil {
+		return err
+	}
+	defer srv.stop(bg)
 	if err := w.Start(bg); err != nil {
 		return err
 	}
+	srv.start(bg)
+	log.Info("worker started", zap.String("queue_url", w.QueueURL()), zap.Int("concurrency", cfg.Concurrency),
+		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
+		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", strings.HasSuffix(w.QueueURL(), ".fifo")),
+		zap.String("metrics_addr", srv.metricsAddr()), zap.String("pprof_addr", srv.pprofAddr()))
+	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
+	return serve(w, srv, signals, log)
+}
+
+// serve runs w until a signal: the first stops it gracefully, a second
+// forces the stop. It returns why w stopped on its own, if it did, or why
+// the metrics server failed (the worker is stopped gracefully then).
+func serve(w *sqsworker.Worker, srv *servers, signals <-chan os.Signal, log *zap.Logger) error {
+	bg := context.Background()
+	var failed error
 	select {
 	case sig := <-signals:
 		log.Info("signal received: stopping gracefully (a second one forces it)", zap.String("signal", sig.String()))
-		go func() { _ = w.Stop(bg) }()
-	case <-w.Done():
+	case <-srv.metricsFailed():
+		failed = srv.metrics.Err()
+		log.Error("stopping: metrics server failed", zap.Error(failed))
+	case <-w.Stopped():
 		return w.Err()
 	}
+	go func() { _ = w.Stop(bg) }()
 	select {
 	case sig := <-signals:
 		log.Warn("second signal: forcing the stop", zap.String("signal", sig.String()))
 		_ = w.StopAndCancel(bg)
-	case <-w.Done():
+	case <-w.Stopped():
 	}
-	return w.Err()
+	return cmp.Or(failed, w.Err())
 }
 
 func newHandler(cfg config.Config, log *zap.Logger) (handler.Handler, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/worker"
 )
@@ -26,7 +27,7 @@ import (
 // cmd/worker runs it, without the metrics listener and with logs off.
 type inproc struct {
 	m       *metrics.Metrics
-	cfg     config.Config
+	cfg     config.Pipeline
 	w       *worker.Worker
 	done    chan error
 	stopped bool
@@ -45,7 +46,11 @@ func (e *env) startWorker(ctx context.Context, queueURL string, h handler.Handle
 	if tune != nil {
 		tune(&cfg)
 	}
-	w, err := worker.New(ctx, cfg, h, zap.NewNop())
+	client, err := sqsapi.New(ctx, sqsapi.Options{EndpointURL: cfg.EndpointURL, Region: cfg.Region})
+	if err != nil {
+		return nil, err
+	}
+	w, err := worker.New(ctx, cfg.Pipeline, client, h, zap.NewNop())
 	if err != nil {
 		return nil, err
 	}

@@ -231,7 +231,7 @@ func TestFIFO(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := Config{QueueURL: tt.queueURL, Queue: tt.queue}
+			c := Pipeline{QueueURL: tt.queueURL, Queue: tt.queue}
 			if got := c.FIFO(); got != tt.want {
 				t.Errorf("FIFO() = %v; want %v", got, tt.want)
 			}
@@ -254,7 +254,7 @@ func TestMaxFetchers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := Config{Fetchers: tt.fetchers, Concurrency: tt.concurrency, Prefetch: tt.prefetch}
+			c := Pipeline{Fetchers: tt.fetchers, Concurrency: tt.concurrency, Prefetch: tt.prefetch}
 			if got := c.MaxFetchers(); got != tt.want {
 				t.Errorf("MaxFetchers() = %d; want %d", got, tt.want)
 			}

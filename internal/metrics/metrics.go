@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +29,11 @@ const (
 	OutcomeDeadLettered = "dead_lettered"
 )
 
-// Metrics holds every collector. Create it with New; all fields are safe
-// for concurrent use.
+// Metrics holds every collector. Create it with New or NewFor; all
+// fields are safe for concurrent use.
 type Metrics struct {
+	// Registry is the registry New made, with the Go and process
+	// collectors; nil from NewFor.
 	Registry *prometheus.Registry
 
 	MessagesReceived     prometheus.Counter
@@ -67,6 +71,8 @@ type Metrics struct {
 	MessagesHeld         prometheus.Gauge
 	RateLimitWaits       prometheus.Counter
 	MessagesDeadLettered *prometheus.CounterVec
+
+	ready atomic.Pointer[func() bool] // what sqsworker_ready reads, set by SetReady
 }
 
 // States of a queue's messages, the values of QueueMessages' state label.
@@ -77,10 +83,24 @@ const (
 )
 
 // New creates the collectors and registers them, with the Go and process
-// collectors, on a new registry.
+// collectors, on a new registry: what a program that serves them itself
+// uses.
 func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := NewFor(reg)
+	if err != nil {
+		panic(err) // a new registry has nothing to collide with
+	}
+	m.Registry = reg
+	return m
+}
+
+// NewFor creates the collectors and registers them on reg, or nowhere when
+// reg is nil: they count all the same, for Totals and for tests that read
+// them. It fails if reg already has collectors of the same names.
+func NewFor(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
 		MessagesReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sqsworker_messages_received_total",
 			Help: "Messages received from SQS.",
@@ -215,9 +235,8 @@ func New() *Metrics {
 			Help: "Messages the worker sent to the dead-letter queue itself because the handler said they can never succeed, by reason.",
 		}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	all := []prometheus.Collector{
+		m.readyGauge(),
 		m.MessagesReceived, m.MessagesProcessed, m.HandlerDuration,
 		m.MessagesInFlight, m.MessagesBuffered, m.HandlersRunning, m.HandlersHung,
 		m.SQSRequests, m.SQSRequestDuration,
@@ -226,14 +245,21 @@ func New() *Metrics {
 		m.DeleteFailures, m.DeleteBatchSize, m.ReceiveEmpty, m.ReceiveBatchSize, m.ReceivePolls,
 		m.QueueMessages, m.MessageAge, m.ReceivesOrphaned, m.ReceivesCancelled,
 		m.DownstreamState, m.DownstreamFailures, m.ConcurrencyLimit, m.MessagesHeld, m.RateLimitWaits, m.MessagesDeadLettered,
-	)
+	}
+	if reg != nil {
+		for _, c := range all {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register the worker's metrics: %w (two workers on one registry need a label apart: prometheus.WrapRegistererWith)", err)
+			}
+		}
+	}
 	for _, k := range []string{"unavailable", "overloaded"} {
 		m.DownstreamFailures.WithLabelValues(k)
 	}
 	for _, o := range []string{OutcomeSuccess, OutcomeFailure, OutcomePanic, OutcomeTimeout, OutcomeLost, OutcomeReleased, OutcomeDeadLettered} {
 		m.MessagesProcessed.WithLabelValues(o)
 	}
-	return m
+	return m, nil
 }
 
 // ObserveRequest records one SQS request attempt (sqsapi.Observer).

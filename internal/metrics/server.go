@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sqsworker/sqsworker/internal/startstop"
@@ -61,27 +62,23 @@ type Server struct {
 }
 
 // Listen binds addr now, so that a taken port is an error at start-up
-// rather than a log line later. It adds h's readiness to m, as
-// sqsworker_ready; call it once per Metrics.
-func Listen(addr string, m *Metrics, h *Health) (*Server, error) {
+// rather than a log line later. It serves what g gathers on /metrics, and
+// ready's answer on /readyz: 200, or 503 when it is false, with the
+// reason as the body.
+func Listen(addr string, g prometheus.Gatherer, ready func() (bool, string)) (*Server, error) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := h.Ready()
+		ok, why := ready()
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_, _ = w.Write([]byte(why + "\n"))
 	})
-	s, err := listen("metrics", addr, mux)
-	if err != nil {
-		return nil, err
-	}
-	m.exportReady(h)
-	return s, nil
+	return listen("metrics", addr, mux)
 }
 
 // ListenPprof binds addr now and serves net/http/pprof's profiles there

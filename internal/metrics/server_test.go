@@ -19,7 +19,8 @@ func TestMain(m *testing.M) {
 // startServer serves m and h on a loopback port until the test ends.
 func startServer(t *testing.T, m *Metrics, h *Health) (base string, client *http.Client) {
 	t.Helper()
-	srv, err := Listen("127.0.0.1:0", m, h)
+	m.SetReady(func() bool { ok, _ := h.Ready(); return ok })
+	srv, err := Listen("127.0.0.1:0", m.Registry, h.Ready)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -187,7 +188,7 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	srv, err := Listen(ln.Addr().String(), New(), NewHealth(time.Minute))
+	srv, err := Listen(ln.Addr().String(), New().Registry, NewHealth(time.Minute).Ready)
 	if err == nil {
 		srv.ln.Close()
 		t.Fatal("Listen on a taken address succeeded")
@@ -199,7 +200,7 @@ func TestListenAddressInUse(t *testing.T) {
 
 func TestStopBeforeStartClosesTheListener(t *testing.T) {
 	t.Parallel()
-	srv, err := Listen("127.0.0.1:0", New(), NewHealth(time.Minute))
+	srv, err := Listen("127.0.0.1:0", New().Registry, NewHealth(time.Minute).Ready)
 	if err != nil {
 		t.Fatal(err)
 	}

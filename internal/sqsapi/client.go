@@ -198,3 +198,11 @@ func (noRateLimit) GetToken(context.Context, uint) (func() error, error) {
 	return func() error { return nil }, nil
 }
 func (noRateLimit) AddTokens(uint) error { return nil }
+
+// Observe is a per-call option that tells obs of every attempt of the call
+// it is passed to: how a client built elsewhere, with its own middleware,
+// is counted like one built by New.
+func Observe(obs Observer) func(*sqs.Options) {
+	add := observeOption(obs)
+	return func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, add...) }
+}

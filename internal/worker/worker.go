@@ -1,6 +1,7 @@
 // Package worker wires the pipeline — fetch, pool, lease table, ack,
 // metrics — for one queue, runs it, and shuts it down in order, gracefully
-// or forced. cmd/worker, the tools and the benchmark all run it.
+// or forced. The public package sqsworker, and through it `worker run`,
+// runs it; so does the in-process benchmark.
 package worker
 
 import (
@@ -32,12 +33,10 @@ import (
 // it, Stop or StopAndCancel end it; it also stops on its own when it
 // cannot go on (Done closes, Err says why).
 type Worker struct {
-	cfg      config.Config
+	cfg      config.Pipeline
 	log      *zap.Logger
 	metrics  *metrics.Metrics
 	health   *metrics.Health
-	server   *metrics.Server
-	pprof    *metrics.Server // nil unless Config.Pprof or PprofAddr
 	leases   *visibility.Table
 	deleter  *ack.Deleter
 	fetcher  *fetch.Fetcher
@@ -73,6 +72,13 @@ type Option func(*options)
 
 type options struct {
 	wrapAPI func(API) API
+	metrics *metrics.Metrics
+}
+
+// WithMetrics makes the worker count into m; without it, it counts into
+// collectors registered nowhere.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(o *options) { o.metrics = m }
 }
 
 // WithAPIWrapper puts wrap around the SQS client the pipeline uses; tests
@@ -81,10 +87,11 @@ func WithAPIWrapper(wrap func(API) API) Option {
 	return func(o *options) { o.wrapAPI = wrap }
 }
 
-// New checks the config, checks that the queue exists and the endpoint
-// answers, opens the metrics listener, and wires the pipeline around h.
-// Nothing runs until Start.
-func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Logger, opts ...Option) (*Worker, error) {
+// New checks the config, checks that the queue exists and that client's
+// endpoint answers like SQS, and wires the pipeline around h. It opens no
+// listener: whoever serves the metrics and /readyz reads Metrics and
+// Ready. Nothing runs until Start.
+func New(ctx context.Context, cfg config.Pipeline, client API, h handler.Handler, log *zap.Logger, opts ...Option) (*Worker, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -92,33 +99,23 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: log, metrics: metrics.New(), stopping: make(chan struct{}), forcing: make(chan struct{})}
-	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
-	sdk, err := sqsapi.New(ctx, sqsapi.Options{
-		EndpointURL: cfg.EndpointURL, Region: cfg.Region, Observer: w.metrics, Logger: log,
-	})
-	if err != nil {
-		return nil, err
+	if o.metrics == nil {
+		o.metrics, _ = metrics.NewFor(nil) // registers nothing, so cannot fail
 	}
-	var client API = sdk
+	w := &Worker{cfg: cfg, log: log, metrics: o.metrics, stopping: make(chan struct{}), forcing: make(chan struct{})}
+	w.health = metrics.NewHealth(cfg.WaitTime + 30*time.Second)
+	endpoint := ""
+	if c, ok := client.(*sqs.Client); ok {
+		endpoint = sqsapi.Endpoint(c)
+	}
+	client = observed{api: client, opt: sqsapi.Observe(w.metrics)}
 	if o.wrapAPI != nil {
 		client = o.wrapAPI(client)
 	}
-	if err := w.resolveQueue(ctx, client, sqsapi.Endpoint(sdk)); err != nil {
+	if err := w.resolveQueue(ctx, client, endpoint); err != nil {
 		return nil, err
 	}
-	cfg = w.cfg // QueueURL resolved from --queue
-	if cfg.MetricsAddr != "" {
-		if w.server, err = metrics.Listen(cfg.MetricsAddr, w.metrics, w.health); err != nil {
-			return nil, &config.FieldError{Field: "MetricsAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
-		}
-	}
-	if addr := cfg.PprofListenAddr(); addr != "" {
-		if w.pprof, err = metrics.ListenPprof(addr); err != nil {
-			_ = w.stopServer(ctx) // closes the metrics listener
-			return nil, &config.FieldError{Field: "PprofAddr", Msg: fmt.Sprintf("cannot be served: %v", err)}
-		}
-	}
+	cfg = w.cfg // QueueURL resolved from Queue
 
 	limit := cfg.InFlightLimit()
 	w.leases = visibility.New(visibility.Config{
@@ -140,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, h handler.Handler, log *zap.Log
 		DisableAdaptive: !d.AdaptiveConcurrency, MaxRate: d.MaxRate, MaxRateBurst: d.MaxRateBurst,
 	}, log, w.metrics)
 	w.health.Paused = w.guard.Failing
+	w.metrics.SetReady(func() bool { ok, _ := w.health.Ready(); return ok })
 	w.buffered = make(chan *message.Message, limit)
 	w.depths = queuestats.New(queuestats.Config{QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL, Interval: cfg.QueueStatsInterval},
 		client, w.metrics.QueueMessages, log)
@@ -190,51 +188,33 @@ func (w *Worker) resolveQueue(ctx context.Context, client API, endpoint string) 
 }
 
 // Config is the configuration the worker runs with, QueueURL resolved.
-func (w *Worker) Config() config.Config { return w.cfg }
+func (w *Worker) Config() config.Pipeline { return w.cfg }
 
 // Metrics is the worker's collectors, for callers that read them in-process.
 func (w *Worker) Metrics() *metrics.Metrics { return w.metrics }
 
-// MetricsAddr is the address the metrics server listens on, "" without one.
-func (w *Worker) MetricsAddr() string {
-	if w.server == nil {
-		return ""
-	}
-	return w.server.Addr()
-}
-
-// PprofAddr is the address /debug/pprof/ is served on, "" without it.
-func (w *Worker) PprofAddr() string {
-	if w.pprof == nil {
-		return ""
-	}
-	return w.pprof.Addr()
-}
+// Ready reports whether the last receive succeeded within the wait time
+// plus 30s, or receives are paused on purpose, and says why not: what
+// /readyz answers.
+func (w *Worker) Ready() (bool, string) { return w.health.Ready() }
 
 // Start runs the pipeline in the background until Stop or StopAndCancel,
-// or until it cannot go on (the queue is gone, the metrics server failed).
+// or until it cannot go on (the queue is gone, receives keep failing).
 func (w *Worker) Start(ctx context.Context) error {
 	if err := w.life.BeginStart(); err != nil {
 		return err
 	}
 	// Receivers before senders: what a part hands on has somewhere to go.
-	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.guard.Start, w.pool.Start, w.depths.Start}
-	for _, s := range []*metrics.Server{w.server, w.pprof} {
-		if s != nil {
-			starts = append(starts, s.Start)
-		}
-	}
-	starts = append(starts, w.fetcher.Start)
+	starts := []func(context.Context) error{w.leases.Start, w.deleter.Start, w.guard.Start, w.pool.Start, w.depths.Start, w.fetcher.Start}
 	for _, start := range starts {
 		if err := start(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 	}
 	cfg := w.cfg
-	w.log.Info("worker started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
+	w.log.Debug("pipeline started", zap.String("queue_url", cfg.QueueURL), zap.Int("concurrency", cfg.Concurrency),
 		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
-		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
-		zap.String("metrics_addr", w.MetricsAddr()), zap.String("pprof_addr", w.PprofAddr()))
+		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()))
 	go w.supervise()
 	return nil
 }
@@ -279,13 +259,6 @@ func (w *Worker) Err() error {
 // supervise waits for a stop, or a part that cannot go on, then shuts
 // down.
 func (w *Worker) supervise() {
-	var serverFailed, pprofFailed <-chan struct{} // nil, so never ready, without a server
-	if w.server != nil {
-		serverFailed = w.server.Failed()
-	}
-	if w.pprof != nil {
-		pprofFailed = w.pprof.Failed()
-	}
 	var idle <-chan time.Time // nil, so never ready, without an idle timeout
 	if w.cfg.IdleTimeout > 0 {
 		tick := time.NewTicker(min(w.cfg.IdleTimeout/4, time.Second))
@@ -305,14 +278,6 @@ func (w *Worker) supervise() {
 				continue
 			}
 			w.log.Error("stopping: cannot receive", zap.Error(w.err))
-		case <-serverFailed:
-			w.err = w.server.Err()
-			w.log.Error("stopping: metrics server failed", zap.Error(w.err))
-		case <-pprofFailed:
-			// Profiles are for people debugging; the work goes on without them.
-			w.log.Warn("pprof server failed: profiles are no longer served", zap.Error(w.pprof.Err()))
-			pprofFailed = nil
-			continue
 		case <-idle:
 			since := time.Since(w.fetcher.LastReceived())
 			if since < w.cfg.IdleTimeout {
@@ -346,8 +311,8 @@ func (w *Worker) supervise() {
 // cancelled and, if they ignore it, released without them), then the
 // final delete flush (on a context nothing cancels, until the deadline
 // but for at least a moment), then, once the last polls are back, the
-// lease table (heartbeats go on until here so leases stay valid), the
-// queue-depth poller, and last the metrics and pprof servers.
+// lease table (heartbeats go on until here so leases stay valid), and
+// last the queue-depth poller.
 func (w *Worker) shutdown() {
 	hardline := time.Now().Add(w.cfg.ShutdownTimeout)
 	handlersCtx, cancelHandlers := context.WithDeadline(context.Background(), hardline.Add(-shutdownReserve(w.cfg.ShutdownTimeout)))
@@ -382,8 +347,6 @@ func (w *Worker) shutdown() {
 		{"downstream probes", func() error { return w.guard.Stop(flushCtx) }},
 		{"lease table", func() error { return w.leases.Stop(flushCtx) }},
 		{"queue stats", func() error { return w.depths.Stop(flushCtx) }},
-		{"metrics server", func() error { return w.stopServer(flushCtx) }},
-		{"pprof server", func() error { return stopServer(flushCtx, w.pprof) }},
 	}
 	for _, s := range steps {
 		if err := s.stop(); err != nil {
@@ -430,15 +393,6 @@ func (w *Worker) cancelIdlePolls(stopped time.Time) {
 // idlePollGrace is how long the long polls still waiting at a stop are
 // let run on an idle queue before they are cancelled.
 const idlePollGrace = time.Second
-
-func (w *Worker) stopServer(ctx context.Context) error { return stopServer(ctx, w.server) }
-
-func stopServer(ctx context.Context, s *metrics.Server) error {
-	if s == nil {
-		return nil
-	}
-	return s.Stop(ctx)
-}
 
 // forcedExit bounds what is left of the shutdown after StopAndCancel.
 const forcedExit = 1500 * time.Millisecond

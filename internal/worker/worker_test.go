@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 	"github.com/sqsworker/sqsworker/internal/testkit"
 )
@@ -42,10 +42,20 @@ func start(t *testing.T, cfg config.Config, h handler.Handler) *running {
 	return startWith(t, cfg, h)
 }
 
+// newWorker wires a worker on cfg with a client for the test server.
+func newWorker(t *testing.T, cfg config.Config, h handler.Handler, opts ...Option) (*Worker, error) {
+	t.Helper()
+	client, err := sqsapi.New(ctxT(t), sqsapi.Options{EndpointURL: server.Endpoint, Region: sqstest.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(ctxT(t), cfg.Pipeline, client, h, testLogger(), opts...)
+}
+
 // startWith runs a worker on a validated cfg.
 func startWith(t *testing.T, cfg config.Config, h handler.Handler, opts ...Option) *running {
 	t.Helper()
-	w, err := New(context.Background(), cfg, h, testLogger(), opts...)
+	w, err := newWorker(t, cfg, h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +80,8 @@ func (r *running) stop(within time.Duration) error {
 }
 
 func (r *running) ready() bool {
-	resp, err := http.Get("http://" + r.w.MetricsAddr() + "/readyz")
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	ok, _ := r.w.Ready()
+	return ok
 }
 
 func (r *running) outcome(o string) float64 {
@@ -327,7 +333,7 @@ func TestLifecycle(t *testing.T) {
 	cfg.QueueURL, cfg.EndpointURL, cfg.MetricsAddr, cfg.WaitTime = q.URL, server.Endpoint, "", time.Second
 	noop := handler.Func(func(context.Context, *message.Message) error { return nil })
 
-	never, err := New(ctxT(t), cfg, noop, testLogger())
+	never, err := newWorker(t, cfg, noop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +346,7 @@ func TestLifecycle(t *testing.T) {
 		t.Error("Start after Stop = nil; want an error")
 	}
 
-	w, err := New(ctxT(t), cfg, noop, testLogger())
+	w, err := newWorker(t, cfg, noop)
 	if err != nil {
 		t.Fatal(err)
 	}
