@@ -48,7 +48,7 @@ type Scenario struct {
 
 // Scenarios are the scenarios in the order they run.
 var Scenarios = []Scenario{
-	{scenarioThroughput, "msg/s of the in-process worker with a no-op handler ÷ a raw SDK receive-and-delete loop's"},
+	{scenarioThroughput, "the public Go API (package sqsworker) with a no-op Go handler beside a raw SDK receive-and-delete loop, alternating rounds: msg/s, CPU and allocations per message"},
 	{scenarioRequests, "SQS requests per message at saturation, from the same worker runs, beside the floor of 0.2"},
 	{scenarioBinary, "the worker binary with an HTTP no-op handler: requests per message, msg/s and CPU per message beside a raw SDK loop's"},
 	{scenarioPeer, "the worker binary at concurrency 200, default flags: msg/s beside its concurrency-bound limit, the server's ceiling and in-process peers (raw SDK loop, go-cloud)"},
@@ -268,7 +268,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { _ = os.RemoveAll(e.tmp) }()
 	e.prof = newProfiler(opts)
 	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. "+
-		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s, %s, %s, %s and %s run the worker binary, "+
+		"%s, %s, %s, %s and %s run the worker in-process through the public package sqsworker (logs off); %s, %s, %s, %s and %s run the worker binary, "+
 		"with a no-op HTTP handler in a process of its own.",
 		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioPeer, scenarioIdle, scenarioFootprint,
 		scenarioBackpressure)
