@@ -44,6 +44,8 @@ func run(args []string) error {
 	jsonPath := fs.String("json", "bench-results.json", "write the results as JSON here (empty: don't)")
 	scenarios := fs.String("scenarios", strings.Join(bench.ScenarioNames(), ","), "comma-separated scenarios to run (see above)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	readme := fs.String("readme", "", "run nothing: write the table of the JSON reports --from names (local, then with round trips) into this README, between its bench markers")
+	from := fs.String("from", "bench-results.json,bench-results-rtt20ms.json", "with --readme: the comma-separated JSON reports to put side by side")
 	fs.DurationVar(&opts.RTT, "rtt", 0, "real-region mode: add this round trip to every request with a TCP latency proxy (e.g. 20ms)")
 	fs.Float64Var(&opts.Scale, "scale", 1, "multiply every message count by this")
 	fs.IntVar(&opts.ThroughputMessages, "throughput-messages", 0, "noop-throughput and binary-noop message count (0: 50,000 × --scale)")
@@ -70,6 +72,9 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *readme != "" {
+		return writeREADME(*readme, strings.Split(*from, ","))
+	}
 	for _, s := range strings.Split(*scenarios, ",") {
 		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
 			opts.Scenarios = append(opts.Scenarios, s)
@@ -92,4 +97,21 @@ func run(args []string) error {
 		}
 	}
 	return err
+}
+
+// writeREADME puts the reports at paths side by side in the README's table.
+func writeREADME(readme string, paths []string) error {
+	var reports []*bench.Report
+	for _, p := range paths {
+		r, err := bench.ReadJSON(strings.TrimSpace(p))
+		if err != nil {
+			return err
+		}
+		reports = append(reports, r)
+	}
+	if err := bench.WriteREADME(readme, reports...); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "sqsbench: wrote the table of %s into %s\n", strings.Join(paths, ", "), readme)
+	return nil
 }
