@@ -49,7 +49,7 @@ func run(args []string) error {
 	fs.DurationVar(&opts.RTT, "rtt", 0, "real-region mode: add this round trip to every request with a TCP latency proxy (e.g. 20ms)")
 	fs.Float64Var(&opts.Scale, "scale", 1, "multiply every message count by this")
 	fs.IntVar(&opts.ThroughputMessages, "throughput-messages", 0, "noop-throughput and binary-noop message count (0: 50,000 × --scale)")
-	fs.IntVar(&opts.ThroughputRounds, "throughput-rounds", 0, "noop-throughput alternates worker and raw loop in this many rounds (0: 6)")
+	fs.IntVar(&opts.ThroughputRounds, "throughput-rounds", 0, "noop-throughput alternates worker and raw loop in this many rounds (0: 10)")
 	fs.IntVar(&opts.Concurrency, "concurrency", 0, "worker concurrency for noop-throughput, requests-per-message, binary-noop, pickup-latency (0: the worker's default, 16)")
 	fs.IntVar(&opts.Fetchers, "fetchers", 0, "pin the worker's fetchers in the same scenarios, and the raw loop's goroutines (0: the worker adapts them; noop-throughput pins 2 on both sides)")
 	fs.DurationVar(&opts.WaitTime, "wait-time", 0, "long-poll wait (0: 2s; shutdown waits for polls in flight)")
