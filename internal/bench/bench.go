@@ -36,6 +36,8 @@ const (
 	// backpressure: how the worker meets a downstream that can take less
 	// than --concurrency.
 	scenarioBackpressure = "backpressure"
+	// replica-scaling: what more replicas on one queue add.
+	scenarioReplicas = "replica-scaling"
 )
 
 // Scenario is one thing a run can measure.
@@ -62,6 +64,7 @@ var Scenarios = []Scenario{
 	{scenarioBackpressure, "the worker binary at concurrency 64 before an HTTP endpoint that serves 8 at once (20 ms) and answers 429 beyond: msg/s ÷ its capacity, beside the share of calls answered 429"},
 	{scenarioDrainThroughput, "the drain binary writing 10,000 and 100,000 messages to a file: msg/s beside a raw receive-and-delete loop's"},
 	{scenarioDrainRSS, "the drain binary's peak RSS at 10,000 and at 100,000 messages (flat memory keeps them close)"},
+	{scenarioReplicas, "three worker binaries on one queue beside one, each at concurrency 8 before a handler that holds requests 20 ms: msg/s of three ÷ one's"},
 }
 
 // ScenarioNames lists the scenarios' names in the order they run.
@@ -297,6 +300,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioIntegrity}, e.receiveIntegrity},
 		{[]string{scenarioBackpressure}, e.backpressure},
 		{[]string{scenarioDrainThroughput, scenarioDrainRSS}, e.drain},
+		{[]string{scenarioReplicas}, e.replicaScaling},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {
