@@ -80,6 +80,7 @@ bench: tools ## Run sqsbench's scenarios locally, then with 20 ms per round trip
 	$(GO) run ./cmd/sqsbench --json bench-results.json
 	$(GO) run ./cmd/sqsbench --rtt 20ms --throughput-messages 10000 --json bench-results-rtt20ms.json \
 	  --scenarios $(RTT_SCENARIOS)
+	$(GO) run ./cmd/sqsbench --readme README.md --from bench-results.json,bench-results-rtt20ms.json
 
 # With 20 ms round trips, the scenarios whose figure depends on latency;
 # receive-integrity and the drain figures are about the worker and the

@@ -44,10 +44,12 @@ func run(args []string) error {
 	jsonPath := fs.String("json", "bench-results.json", "write the results as JSON here (empty: don't)")
 	scenarios := fs.String("scenarios", strings.Join(bench.ScenarioNames(), ","), "comma-separated scenarios to run (see above)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	readme := fs.String("readme", "", "run nothing: write the table of the JSON reports --from names (local, then with round trips) into this README, between its bench markers")
+	from := fs.String("from", "bench-results.json,bench-results-rtt20ms.json", "with --readme: the comma-separated JSON reports to put side by side")
 	fs.DurationVar(&opts.RTT, "rtt", 0, "real-region mode: add this round trip to every request with a TCP latency proxy (e.g. 20ms)")
 	fs.Float64Var(&opts.Scale, "scale", 1, "multiply every message count by this")
 	fs.IntVar(&opts.ThroughputMessages, "throughput-messages", 0, "noop-throughput and binary-noop message count (0: 50,000 × --scale)")
-	fs.IntVar(&opts.ThroughputRounds, "throughput-rounds", 0, "noop-throughput alternates worker and raw loop in this many rounds (0: 6)")
+	fs.IntVar(&opts.ThroughputRounds, "throughput-rounds", 0, "noop-throughput alternates worker and raw loop in this many rounds (0: 10)")
 	fs.IntVar(&opts.Concurrency, "concurrency", 0, "worker concurrency for noop-throughput, requests-per-message, binary-noop, pickup-latency (0: the worker's default, 16)")
 	fs.IntVar(&opts.Fetchers, "fetchers", 0, "pin the worker's fetchers in the same scenarios, and the raw loop's goroutines (0: the worker adapts them; noop-throughput pins 2 on both sides)")
 	fs.DurationVar(&opts.WaitTime, "wait-time", 0, "long-poll wait (0: 2s; shutdown waits for polls in flight)")
@@ -69,6 +71,9 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *readme != "" {
+		return writeREADME(*readme, strings.Split(*from, ","))
 	}
 	for _, s := range strings.Split(*scenarios, ",") {
 		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
@@ -92,4 +97,21 @@ func run(args []string) error {
 		}
 	}
 	return err
+}
+
+// writeREADME puts the reports at paths side by side in the README's table.
+func writeREADME(readme string, paths []string) error {
+	var reports []*bench.Report
+	for _, p := range paths {
+		r, err := bench.ReadJSON(strings.TrimSpace(p))
+		if err != nil {
+			return err
+		}
+		reports = append(reports, r)
+	}
+	if err := bench.WriteREADME(readme, reports...); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "sqsbench: wrote the table of %s into %s\n", strings.Join(paths, ", "), readme)
+	return nil
 }

@@ -36,6 +36,8 @@ const (
 	// backpressure: how the worker meets a downstream that can take less
 	// than --concurrency.
 	scenarioBackpressure = "backpressure"
+	// replica-scaling: what more replicas on one queue add.
+	scenarioReplicas = "replica-scaling"
 )
 
 // Scenario is one thing a run can measure.
@@ -48,7 +50,7 @@ type Scenario struct {
 
 // Scenarios are the scenarios in the order they run.
 var Scenarios = []Scenario{
-	{scenarioThroughput, "msg/s of the in-process worker with a no-op handler ÷ a raw SDK receive-and-delete loop's"},
+	{scenarioThroughput, "the public Go API (package sqsworker) with a no-op Go handler beside a raw SDK receive-and-delete loop, alternating rounds: msg/s, CPU and allocations per message"},
 	{scenarioRequests, "SQS requests per message at saturation, from the same worker runs, beside the floor of 0.2"},
 	{scenarioBinary, "the worker binary with an HTTP no-op handler: requests per message, msg/s and CPU per message beside a raw SDK loop's"},
 	{scenarioPeer, "the worker binary at concurrency 200, default flags: msg/s beside its concurrency-bound limit, the server's ceiling and in-process peers (raw SDK loop, go-cloud)"},
@@ -62,6 +64,7 @@ var Scenarios = []Scenario{
 	{scenarioBackpressure, "the worker binary at concurrency 64 before an HTTP endpoint that serves 8 at once (20 ms) and answers 429 beyond: msg/s ÷ its capacity, beside the share of calls answered 429"},
 	{scenarioDrainThroughput, "the drain binary writing 10,000 and 100,000 messages to a file: msg/s beside a raw receive-and-delete loop's"},
 	{scenarioDrainRSS, "the drain binary's peak RSS at 10,000 and at 100,000 messages (flat memory keeps them close)"},
+	{scenarioReplicas, "three worker binaries on one queue beside one, each at concurrency 8 before a handler that holds requests 20 ms: msg/s of three ÷ one's"},
 }
 
 // ScenarioNames lists the scenarios' names in the order they run.
@@ -87,7 +90,7 @@ type Options struct {
 	ThroughputMessages int
 	// ThroughputRounds is how many rounds noop-throughput alternates worker
 	// and raw loop in, at most one per 2,000 messages; each starts with the
-	// other side from the round before. Defaults to 6.
+	// other side from the round before. Defaults to 10: single rounds on a shared 2-core machine range ±20%.
 	ThroughputRounds int
 	// Concurrency is the worker's for noop-throughput,
 	// requests-per-message, binary-noop and pickup-latency. Defaults to
@@ -148,7 +151,7 @@ func (o *Options) defaults() {
 		o.Scale = 1
 	}
 	if o.ThroughputRounds <= 0 {
-		o.ThroughputRounds = 6
+		o.ThroughputRounds = 10
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = config.DefaultConcurrency
@@ -268,7 +271,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { _ = os.RemoveAll(e.tmp) }()
 	e.prof = newProfiler(opts)
 	e.note("Measured on this machine in this run; the local SQS server (fauxqs) shares its CPUs with what is measured. "+
-		"%s, %s, %s, %s and %s run the pipeline in-process (internal/worker, logs off); %s, %s, %s, %s and %s run the worker binary, "+
+		"%s, %s, %s, %s and %s run the worker in-process through the public package sqsworker (logs off); %s, %s, %s, %s and %s run the worker binary, "+
 		"with a no-op HTTP handler in a process of its own.",
 		scenarioThroughput, scenarioRequests, scenarioLongTail, scenarioPickup, scenarioHeartbeat, scenarioBinary, scenarioPeer, scenarioIdle, scenarioFootprint,
 		scenarioBackpressure)
@@ -297,6 +300,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioIntegrity}, e.receiveIntegrity},
 		{[]string{scenarioBackpressure}, e.backpressure},
 		{[]string{scenarioDrainThroughput, scenarioDrainRSS}, e.drain},
+		{[]string{scenarioReplicas}, e.replicaScaling},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {

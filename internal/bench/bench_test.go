@@ -36,11 +36,11 @@ func TestSmoke(t *testing.T) {
 		// want is how many rows each scenario must report.
 		want map[string]int
 	}{
-		{name: "local", want: map[string]int{scenarioThroughput: 1, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 2,
+		{name: "local", want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 2,
 			scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 4,
-			scenarioBackpressure: 1, scenarioDrainThroughput: 2, scenarioDrainRSS: 2}},
+			scenarioBackpressure: 1, scenarioDrainThroughput: 2, scenarioDrainRSS: 2, scenarioReplicas: 1}},
 		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPeer, scenarioPickup},
-			want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioPeer: 2, scenarioPickup: 2}},
+			want: map[string]int{scenarioThroughput: 3, scenarioRequests: 1, scenarioPeer: 2, scenarioPickup: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,9 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/config"
-	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
@@ -24,7 +22,7 @@ func (e *env) heartbeat(ctx context.Context) error {
 	}
 	var started atomic.Int64
 	allHeld, release := make(chan struct{}), make(chan struct{})
-	h := handler.Func(func(ctx context.Context, _ *message.Message) error {
+	h := sqsworker.HandlerFunc(func(ctx context.Context, _ *sqsworker.Message) error {
 		if started.Add(1) == int64(n) {
 			close(allHeld)
 		}
@@ -41,8 +39,8 @@ func (e *env) heartbeat(ctx context.Context) error {
 	}
 	hold := time.Duration(e.opts.HeartbeatHold * float64(vt))
 	e.progress("%s: %d messages held %s (%g × visibility timeout %s)", scenarioHeartbeat, n, hold, e.opts.HeartbeatHold, vt)
-	w, err := e.startWorker(ctx, q.URL, h, func(c *config.Config) {
-		c.Concurrency, c.Prefetch, c.VisibilityTimeout = n, 0, vt
+	w, err := e.startWorker(ctx, q.URL, h, func(c *sqsworker.Config) {
+		c.Concurrency, c.Prefetch, c.VisibilityTimeout = n, -1, vt
 	})
 	if err != nil {
 		return err
@@ -54,7 +52,7 @@ func (e *env) heartbeat(ctx context.Context) error {
 	var rounds0, calls0, rounds1, calls1, batches0, batches1 float64
 	if err == nil {
 		held = time.Now()
-		rounds0, calls0, batches0 = counter(w.m.HeartbeatRounds), calls(), counter(w.m.ExtensionBatches)
+		rounds0, calls0, batches0 = w.count("sqsworker_heartbeat_rounds_total"), calls(), w.count("sqsworker_visibility_extension_batches_total")
 		t := time.NewTimer(hold)
 		select {
 		case <-t.C:
@@ -63,13 +61,13 @@ func (e *env) heartbeat(ctx context.Context) error {
 		}
 		t.Stop()
 		released = time.Now()
-		rounds1, calls1, batches1 = counter(w.m.HeartbeatRounds), calls(), counter(w.m.ExtensionBatches)
+		rounds1, calls1, batches1 = w.count("sqsworker_heartbeat_rounds_total"), calls(), w.count("sqsworker_visibility_extension_batches_total")
 		close(release)
 	}
 	if err == nil {
 		err = w.waitDeleted(ctx, n, 2*time.Minute)
 	}
-	received, lost := counter(w.m.MessagesReceived), counter(w.m.LeasesLost)
+	received, lost := w.count("sqsworker_messages_received_total"), w.count("sqsworker_leases_lost_total")
 	if err := firstErr(err, w.stop, stopProf); err != nil {
 		return err
 	}

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -13,52 +15,48 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/zap"
 
-	"github.com/sqsworker/sqsworker/internal/config"
-	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
-	"github.com/sqsworker/sqsworker/internal/worker"
 )
 
-// inproc is the worker pipeline running in this process, the way
-// cmd/worker runs it, without the metrics listener and with logs off.
+// inproc is a worker running in this process through the public package,
+// the way a Go program embeds it (and `worker run` runs it), with its
+// metrics on a registry of its own and logs off.
 type inproc struct {
-	m       *metrics.Metrics
-	cfg     config.Pipeline
-	w       *worker.Worker
+	w       *sqsworker.Worker
+	metrics *captured
+	stopIn  time.Duration // how long a graceful stop may take
 	done    chan error
 	stopped bool
 }
 
-// startWorker builds and starts an in-process worker on queueURL with the
-// run's defaults, changed by tune, and handler h.
-func (e *env) startWorker(ctx context.Context, queueURL string, h handler.Handler, tune func(*config.Config)) (*inproc, error) {
-	cfg := config.Default()
-	cfg.QueueURL, cfg.EndpointURL, cfg.Region = queueURL, e.endpoint, sqstest.Region
-	cfg.MetricsAddr = ""
-	cfg.WaitTime = e.opts.WaitTime
-	cfg.Concurrency, cfg.Fetchers = e.opts.Concurrency, e.opts.Fetchers
-	// Validate wants a handler target; h replaces the http handler.
-	cfg.HTTPURL = "http://in-process.invalid/"
+// startWorker builds and starts a worker on queueURL with the bench's
+// settings, changed by tune, and handler h.
+func (e *env) startWorker(ctx context.Context, queueURL string, h sqsworker.Handler, tune func(*sqsworker.Config)) (*inproc, error) {
+	cfg := sqsworker.Config{WaitTime: e.opts.WaitTime, Concurrency: e.opts.Concurrency, Fetchers: e.opts.Fetchers}
+	if cfg.WaitTime == 0 {
+		cfg.WaitTime = -1 // short polls
+	}
 	if tune != nil {
 		tune(&cfg)
 	}
-	client, err := sqsapi.New(ctx, sqsapi.Options{EndpointURL: cfg.EndpointURL, Region: cfg.Region})
+	client, err := sqsapi.New(ctx, sqsapi.Options{EndpointURL: e.endpoint, Region: sqstest.Region})
 	if err != nil {
 		return nil, err
 	}
-	w, err := worker.New(ctx, cfg.Pipeline, client, h, zap.NewNop())
+	m := &captured{Registry: prometheus.NewRegistry(), byName: map[string]prometheus.Collector{}}
+	w, err := sqsworker.New(client, queueURL, h, &cfg, sqsworker.WithRegisterer(m))
 	if err != nil {
 		return nil, err
 	}
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	p := &inproc{w: w, m: w.Metrics(), cfg: w.Config(), done: make(chan error, 1)}
-	go func() { <-w.Done(); p.done <- w.Err() }()
+	p := &inproc{w: w, metrics: m, done: make(chan error, 1),
+		stopIn: max(cfg.WaitTime, 0) + cmp.Or(cfg.ShutdownTimeout, 30*time.Second) + 30*time.Second}
+	go func() { <-w.Stopped(); p.done <- w.Err() }()
 	return p, nil
 }
 
@@ -72,18 +70,27 @@ func (p *inproc) stop() error {
 	select {
 	case err := <-p.done:
 		return err
-	case <-time.After(p.cfg.WaitTime + p.cfg.ShutdownTimeout + 30*time.Second):
+	case <-time.After(p.stopIn):
 		return fmt.Errorf("in-process worker did not stop")
 	}
 }
 
+// count is the sum over its labels of the worker's counter or gauge name.
+func (p *inproc) count(name string) float64 {
+	total := 0.0
+	for _, m := range collect(p.metrics.byName[name]) {
+		total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return total
+}
+
 // deleted is the messages whose delete SQS confirmed.
-func (p *inproc) deleted() float64 { return counter(p.m.MessagesDeleted) }
+func (p *inproc) deleted() float64 { return p.count("sqsworker_messages_deleted_total") }
 
 // requests is the SQS requests sent so far, all outcomes, by action.
 func (p *inproc) requests() map[string]float64 {
 	out := map[string]float64{}
-	for _, m := range collect(p.m.SQSRequests) {
+	for _, m := range collect(p.metrics.byName["sqsworker_sqs_requests_total"]) {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "action" {
 				out[l.GetValue()] += m.GetCounter().GetValue()
@@ -91,6 +98,30 @@ func (p *inproc) requests() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// captured is a registry that also keeps each collector by its metric's
+// name, so that the bench reads one counter directly rather than gather
+// the whole registry while it measures.
+type captured struct {
+	*prometheus.Registry
+	byName map[string]prometheus.Collector
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (c *captured) Register(col prometheus.Collector) error {
+	if err := c.Registry.Register(col); err != nil {
+		return err
+	}
+	descs := make(chan *prometheus.Desc, 8)
+	go func() { col.Describe(descs); close(descs) }()
+	for d := range descs {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			c.byName[m[1]] = col
+		}
+	}
+	return nil
 }
 
 // waitDeleted waits until n deletes are confirmed.
@@ -115,15 +146,10 @@ func (p *inproc) waitDeleted(ctx context.Context, n int, within time.Duration) e
 	return stopped
 }
 
-func counter(c prometheus.Metric) float64 {
-	var pb dto.Metric
-	if err := c.Write(&pb); err != nil {
-		return 0
-	}
-	return pb.GetCounter().GetValue()
-}
-
 func collect(c prometheus.Collector) []*dto.Metric {
+	if c == nil {
+		return nil
+	}
 	ch := make(chan prometheus.Metric, 64)
 	go func() { c.Collect(ch); close(ch) }()
 	var out []*dto.Metric

@@ -11,9 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sqsworker/sqsworker/internal/config"
-	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
@@ -93,7 +91,7 @@ func (e *env) longTail(ctx context.Context) error {
 	starts, ends := make([]atomic.Int64, n), make([]atomic.Int64, n)
 	var runs atomic.Int64
 	var t0 time.Time
-	h := handler.Func(func(ctx context.Context, msg *message.Message) error {
+	h := sqsworker.HandlerFunc(func(ctx context.Context, msg *sqsworker.Message) error {
 		i, err := strconv.Atoi(msg.Body)
 		if err != nil || i < 0 || i >= n {
 			return fmt.Errorf("unexpected body %q", msg.Body)
@@ -116,7 +114,7 @@ func (e *env) longTail(ctx context.Context) error {
 	}
 	e.progress("%s: %d messages, lognormal handler times (median 50ms, σ=1), concurrency %d, %d fetchers", scenarioLongTail, n, slots, fetchers)
 	t0 = time.Now()
-	w, err := e.startWorker(ctx, q.URL, h, func(c *config.Config) {
+	w, err := e.startWorker(ctx, q.URL, h, func(c *sqsworker.Config) {
 		c.Concurrency, c.Fetchers = slots, fetchers
 	})
 	if err != nil {

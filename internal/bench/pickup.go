@@ -10,8 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
@@ -27,7 +26,7 @@ func (e *env) pickup(ctx context.Context) error {
 		return err
 	}
 	started := make(chan handlerStart, 16)
-	h := handler.Func(func(_ context.Context, msg *message.Message) error {
+	h := sqsworker.HandlerFunc(func(_ context.Context, msg *sqsworker.Message) error {
 		at := time.Now()
 		i, err := strconv.Atoi(msg.Body)
 		if err != nil {
@@ -76,7 +75,7 @@ func (e *env) pickup(ctx context.Context) error {
 	slices.Sort(rtts)
 	server := quantile(rtts, 0.5)
 	p50, p99 := quantile(pickups, 0.5)-server, quantile(pickups, 0.99)-server
-	setting := fmt.Sprintf("%d messages, %s, wait %s", n, e.fetchersSetting(), w.cfg.WaitTime)
+	setting := fmt.Sprintf("%d messages, %s, wait %s", n, e.fetchersSetting(), e.opts.WaitTime)
 	limit := fmt.Sprintf("server round trip (median SendMessage) %.1f ms", ms(server))
 	e.add(scenarioPickup, "pickup latency p50 (send → handler start, less server round trip)", ms(p50), "ms", atMost(25),
 		limit, ms(server), fmt.Sprintf("raw %.1f ms; %s", ms(quantile(pickups, 0.5)), setting))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,9 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/sqsworker/sqsworker/internal/config"
-	"github.com/sqsworker/sqsworker/internal/handler"
-	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/sqstest"
 )
 
@@ -45,10 +44,11 @@ func (e *env) throughput(ctx context.Context) error {
 	}
 	rounds := max(1, min(e.opts.ThroughputRounds, n/2000))
 	var wTook, rTook time.Duration
+	var wUse, rUse usage
 	var rawReqs float64
 	reqs := map[string]float64{}
 	var ratios []float64
-	pinned := func(c *config.Config) { c.Fetchers = e.pinned() }
+	pinned := func(c *sqsworker.Config) { c.Fetchers = e.pinned() }
 	for r := range rounds {
 		m := n / rounds
 		if r == rounds-1 {
@@ -56,8 +56,8 @@ func (e *env) throughput(ctx context.Context) error {
 		}
 		var wt, rt time.Duration
 		worker := func() error {
-			took, rq, err := e.throughputWorker(ctx, scenarioThroughput, m, r == 0, pinned)
-			wt, wTook = took, wTook+took
+			took, rq, use, err := e.throughputWorker(ctx, scenarioThroughput, m, r == 0, pinned)
+			wt, wTook, wUse = took, wTook+took, wUse.add(use)
 			for a, v := range rq {
 				reqs[a] += v
 			}
@@ -70,7 +70,7 @@ func (e *env) throughput(ctx context.Context) error {
 			}
 			e.progress("%s round %d/%d: raw SDK loop consumes %d messages with %d goroutines", scenarioThroughput, r+1, rounds, m, e.pinned())
 			res, err := e.rawLoop(ctx, q.URL, e.pinned(), m)
-			rt, rTook, rawReqs = res.took, rTook+res.took, rawReqs+res.requests
+			rt, rTook, rawReqs, rUse = res.took, rTook+res.took, rawReqs+res.requests, rUse.add(res.usage)
 			return err
 		}
 		steps := []func() error{worker, rawRound}
@@ -92,9 +92,14 @@ func (e *env) throughput(ctx context.Context) error {
 	rawRate := float64(n) / rTook.Seconds()
 	e.noop.rate, e.noop.pinnedPerMsg, e.noop.rawPerMsg = rate, perMsg, rawReqs/float64(n)
 	slices.Sort(ratios)
-	e.add(scenarioThroughput, "throughput: worker ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
+	e.add(scenarioThroughput, "throughput: public API, no-op Go handler ÷ raw SDK loop", rate/rawRate, "ratio", atLeast(0.95),
 		fmt.Sprintf("raw loop %s (%d goroutines: receive 10 → delete batch)", format(rawRate, "msg/s"), e.pinned()),
 		rawRate, fmt.Sprintf("worker %s; rounds %.2f–%.2f; %s", format(rate, "msg/s"), ratios[0], ratios[len(ratios)-1], setting))
+	wCPU, rCPU := wUse.cpu/float64(n)*1e6, rUse.cpu/float64(n)*1e6
+	e.add(scenarioThroughput, "CPU per message: public API ÷ raw SDK loop", wCPU/rCPU, "ratio", atMost(1.3),
+		fmt.Sprintf("raw loop %.1f µs/msg, %.1f allocs/msg (%s/msg)", rCPU, rUse.allocsPer(n), bytesPer(rUse, n)), rCPU,
+		fmt.Sprintf("public API %.1f µs/msg, %.1f allocs/msg (%s/msg); this process's CPU, the server runs apart; %s",
+			wCPU, wUse.allocsPer(n), bytesPer(wUse, n), setting))
 	if e.opts.RTT > 0 {
 		limit := float64(e.pinned()) * 10 / e.opts.RTT.Seconds()
 		e.add(scenarioThroughput, "msg/s beside fetchers × 10 ÷ RTT", rate, "msg/s", nil,
@@ -108,7 +113,7 @@ func (e *env) throughput(ctx context.Context) error {
 // users get it, its polls adapting, over a full queue.
 func (e *env) requestsPerMessage(ctx context.Context) error {
 	n := e.throughputMessages()
-	_, reqs, err := e.throughputWorker(ctx, scenarioRequests, n, true, nil)
+	_, reqs, _, err := e.throughputWorker(ctx, scenarioRequests, n, true, nil)
 	if err != nil {
 		return err
 	}
@@ -123,16 +128,17 @@ func (e *env) requestsPerMessage(ctx context.Context) error {
 }
 
 // throughputWorker runs an in-process worker with a no-op handler, tuned
-// by tune, over m fresh messages and returns how long it took from start to the last confirmed
-// delete, and its requests by action. profile profiles this round.
-func (e *env) throughputWorker(ctx context.Context, scenario string, m int, profile bool, tune func(*config.Config)) (time.Duration, map[string]float64, error) {
+// by tune, over m fresh messages and returns how long it took from start
+// to the last confirmed delete, its requests by action, and the CPU and
+// allocations of this process over that time. profile profiles this round.
+func (e *env) throughputWorker(ctx context.Context, scenario string, m int, profile bool, tune func(*sqsworker.Config)) (time.Duration, map[string]float64, usage, error) {
 	q, err := e.fill(ctx, scenario, sqstest.QueueOptions{}, indexBodies(m))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, usage{}, err
 	}
 	var handled atomic.Int64
 	all := make(chan struct{})
-	h := handler.Func(func(context.Context, *message.Message) error {
+	h := sqsworker.HandlerFunc(func(context.Context, *sqsworker.Message) error {
 		if handled.Add(1) == int64(m) {
 			close(all)
 		}
@@ -141,13 +147,17 @@ func (e *env) throughputWorker(ctx context.Context, scenario string, m int, prof
 	stopProf := func() error { return nil }
 	if profile {
 		if stopProf, err = e.prof.start(scenario); err != nil {
-			return 0, nil, err
+			return 0, nil, usage{}, err
 		}
 	}
 	e.progress("%s: worker consumes %d messages (no-op handler)", scenario, m)
 	w, err := e.startWorker(ctx, q.URL, h, tune)
 	if err != nil {
-		return 0, nil, errors.Join(err, stopProf())
+		return 0, nil, usage{}, errors.Join(err, stopProf())
+	}
+	use0, err := measure()
+	if err != nil {
+		return 0, nil, usage{}, errors.Join(err, w.stop(), stopProf())
 	}
 	t0 := time.Now()
 	err = waitClosed(ctx, all, 10*time.Minute, "every message handled")
@@ -155,8 +165,9 @@ func (e *env) throughputWorker(ctx context.Context, scenario string, m int, prof
 		err = w.waitDeleted(ctx, m, time.Minute)
 	}
 	took := time.Since(t0)
+	use1, merr := measure()
 	reqs := w.requests()
-	return took, reqs, errors.Join(err, w.stop(), stopProf())
+	return took, reqs, use1.sub(use0), errors.Join(err, merr, w.stop(), stopProf())
 }
 
 // breakdown prints requests per message by action.
@@ -193,6 +204,7 @@ func (e *env) warmUp(ctx context.Context) error {
 type rawResult struct {
 	took     time.Duration // from start to the n-th confirmed delete
 	requests float64       // requests sent in all
+	usage    usage         // this process's CPU and allocations over took
 	cpu      float64       // this process's CPU seconds over took
 	machine  machineTicks  // the whole machine's CPU over took
 }
@@ -219,6 +231,11 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 		return rawResult{}, err
 	}
 	m0 := readMachineTicks()
+	use0, err := measure()
+	if err != nil {
+		return rawResult{}, err
+	}
+	var use1 usage
 	start := time.Now()
 	for range goroutines {
 		wg.Add(1)
@@ -253,6 +270,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 						end = time.Now()
 						cpu1, _ = cpuSeconds(os.Getpid())
 						m1 = readMachineTicks()
+						use1, _ = measure()
 						cancel()
 					})
 				}
@@ -267,7 +285,7 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 	if err := ctx.Err(); err != nil {
 		return rawResult{}, err
 	}
-	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0, machine: m1.sub(m0)}, nil
+	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0, machine: m1.sub(m0), usage: use1.sub(use0)}, nil
 }
 
 // indexBodies returns n bodies, each its own index.
@@ -291,4 +309,37 @@ func waitClosed(ctx context.Context, ch <-chan struct{}, within time.Duration, w
 	case <-t.C:
 		return fmt.Errorf("timed out after %s waiting for %s", within, what)
 	}
+}
+
+// usage is this process's CPU time and heap allocations, or their growth
+// over a span of time.
+type usage struct {
+	cpu           float64 // seconds
+	allocs, bytes uint64
+}
+
+// measure reads this process's usage so far. It stops the world for a
+// moment (runtime.ReadMemStats): call it at the edges of what is measured.
+func measure() (usage, error) {
+	cpu, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		return usage{}, err
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return usage{cpu: cpu, allocs: ms.Mallocs, bytes: ms.TotalAlloc}, nil
+}
+
+func (u usage) sub(v usage) usage {
+	return usage{cpu: u.cpu - v.cpu, allocs: u.allocs - v.allocs, bytes: u.bytes - v.bytes}
+}
+
+func (u usage) add(v usage) usage {
+	return usage{cpu: u.cpu + v.cpu, allocs: u.allocs + v.allocs, bytes: u.bytes + v.bytes}
+}
+
+func (u usage) allocsPer(n int) float64 { return float64(u.allocs) / float64(n) }
+
+func bytesPer(u usage, n int) string {
+	return fmt.Sprintf("%.1f KiB", float64(u.bytes)/float64(n)/1024)
 }
