@@ -43,9 +43,12 @@ type command struct {
 type action func(ctx context.Context, std stdio) error
 
 // stdio is what a command reads and writes: data on out, messages on err.
+// signals brings the SIGTERMs and SIGINTs that come after the first, which
+// cancelled the command's context: `run` forces its stop at the second.
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
+	signals  <-chan os.Signal
 }
 
 func (c *command) about() string {
@@ -110,9 +113,64 @@ func dispatch(args []string, std stdio) error {
 	if err := f.parse(cmd, args, std.out); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := interruptible()
 	defer stop()
+	std.signals = ctx.later
 	return f.explain(explainSQS(f, act(ctx, std)))
+}
+
+// interrupted is a command's context: cancelled by the first SIGTERM or
+// SIGINT, with that signal as its cause; later ones arrive on later.
+type interrupted struct {
+	context.Context
+	later <-chan os.Signal
+}
+
+// interruptible is the one place the worker listens for signals.
+func interruptible() (interrupted, func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	later := make(chan os.Signal, 2)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(signalCause{sig})
+		case <-done:
+			return
+		}
+		for {
+			select {
+			case sig := <-sigs:
+				select {
+				case later <- sig:
+				default: // nobody waits for a third
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return interrupted{Context: ctx, later: later}, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// signalCause is why a command's context was cancelled: a signal.
+type signalCause struct{ sig os.Signal }
+
+func (c signalCause) Error() string { return "received " + c.sig.String() }
+
+// signalOf is the signal that cancelled ctx, nil if none did.
+func signalOf(ctx context.Context) os.Signal {
+	var c signalCause
+	if errors.As(context.Cause(ctx), &c) {
+		return c.sig
+	}
+	return nil
 }
 
 func lookup(name string) *command {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,11 +27,14 @@ var runCmd = &command{
 	flags: func(f *flagSet) action {
 		cfg := config.Default()
 		runFlags(f, &cfg)
-		return func(_ context.Context, _ stdio) error { return runWorker(cfg) }
+		return func(ctx context.Context, std stdio) error { return runWorker(ctx, cfg, std.signals) }
 	},
 }
 
-func runWorker(cfg config.Config) error {
+// runWorker runs the worker until ctx is cancelled (the first signal: a
+// graceful stop) or it stops on its own; a signal on later forces the
+// stop.
+func runWorker(ctx context.Context, cfg config.Config, later <-chan os.Signal) error {
 	if err := cfg.Validate(); err != nil {
 		return usageErr(err)
 	}
@@ -46,9 +47,6 @@ func runWorker(cfg config.Config) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(signals)
 	bg := context.Background()
 	stopTracing, err := tracing.Setup(bg, log)
 	if err != nil {
@@ -84,18 +82,23 @@ func runWorker(cfg config.Config) error {
 		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", strings.HasSuffix(w.QueueURL(), ".fifo")),
 		zap.String("metrics_addr", srv.metricsAddr()), zap.String("pprof_addr", srv.pprofAddr()))
 	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
-	return serve(w, srv, signals, log)
+	return serve(ctx, w, srv, later, log)
 }
 
-// serve runs w until a signal: the first stops it gracefully, a second
-// forces the stop. It returns why w stopped on its own, if it did, or why
-// the metrics server failed (the worker is stopped gracefully then).
-func serve(w *sqsworker.Worker, srv *servers, signals <-chan os.Signal, log *zap.Logger) error {
+// serve runs w until ctx is cancelled by a signal, which stops it
+// gracefully; a second signal, on later, forces the stop. It returns why w
+// stopped on its own, if it did, or why the metrics server failed (the
+// worker is stopped gracefully then).
+func serve(ctx context.Context, w *sqsworker.Worker, srv *servers, later <-chan os.Signal, log *zap.Logger) error {
 	bg := context.Background()
 	var failed error
 	select {
-	case sig := <-signals:
-		log.Info("signal received: stopping gracefully (a second one forces it)", zap.String("signal", sig.String()))
+	case <-ctx.Done():
+		sig := "none"
+		if s := signalOf(ctx); s != nil {
+			sig = s.String()
+		}
+		log.Info("signal received: stopping gracefully (a second one forces it)", zap.String("signal", sig))
 	case <-srv.metricsFailed():
 		failed = srv.metrics.Err()
 		log.Error("stopping: metrics server failed", zap.Error(failed))
@@ -104,7 +107,7 @@ func serve(w *sqsworker.Worker, srv *servers, signals <-chan os.Signal, log *zap
 	}
 	go func() { _ = w.Stop(bg) }()
 	select {
-	case sig := <-signals:
+	case sig := <-later:
 		log.Warn("second signal: forcing the stop", zap.String("signal", sig.String()))
 		_ = w.StopAndCancel(bg)
 	case <-w.Stopped():
