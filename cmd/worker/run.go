@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -61,9 +62,17 @@ func runWorker(ctx context.Context, cfg config.Config, later <-chan os.Signal) e
 	if err != nil {
 		return err
 	}
+	// The queue first: a typo in its name is the error to show, before a
+	// listener's. Start looks it up again, with its redrive policy.
+	lookup, cancel := context.WithTimeout(bg, 15*time.Second)
+	q, err := sqsapi.ResolveQueue(lookup, client, sqsapi.QueueRef{URL: cfg.QueueURL, Name: cfg.Queue}, cfg.EndpointURL)
+	cancel()
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := sqsworker.New(client, cmp.Or(cfg.QueueURL, cfg.Queue), builtin{h}, publicConfig(cfg),
+	w, err := sqsworker.New(client, q.URL, builtin{h}, publicConfig(cfg),
 		sqsworker.WithRegisterer(reg), sqsworker.WithLogger(log))
 	if err != nil {
 		return err
