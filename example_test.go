@@ -3,6 +3,7 @@ package sqsworker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net/http"
 	"os"
@@ -18,6 +19,22 @@ import (
 
 	"github.com/sqsworker/sqsworker"
 )
+
+// New checks the Config and makes no SQS call: a bad setting is its error,
+// naming the field; a missing queue is Start's.
+func ExampleNew() {
+	client := sqs.New(sqs.Options{Region: "eu-west-1"})
+	h := sqsworker.HandlerFunc(func(context.Context, *sqsworker.Message) error { return nil })
+
+	_, err := sqsworker.New(client, "orders", h, &sqsworker.Config{Concurrency: 20000})
+	fmt.Println(err)
+
+	w, err := sqsworker.New(client, "orders", h, nil) // nil: every default
+	fmt.Println(err, w.QueueURL() == "")
+	// Output:
+	// Concurrency is 20000: it must be between 1 and 10000
+	// <nil> true
+}
 
 // Consume a queue with a Go function until SIGTERM, then stop gracefully.
 func ExampleWorker_Run() {

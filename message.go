@@ -40,10 +40,6 @@ type Message struct {
 	DeduplicationID string
 	// QueueURL is the queue it came from.
 	QueueURL string
-	// ReceiptHandle is the handle of this receive, for code that must hand
-	// the message on as SQS would (a Lambda function's event carries it).
-	// The worker deletes the message and keeps its lease with it.
-	ReceiptHandle string
 }
 
 // StringAttribute returns the value of a String or Number message
@@ -76,9 +72,9 @@ func (f HandlerFunc) HandleMessage(ctx context.Context, m *Message) error { retu
 type handlerAdapter struct{ h Handler }
 
 func (a handlerAdapter) Handle(ctx context.Context, m *message.Message) error {
-	return a.h.HandleMessage(ctx, &Message{
+	return a.h.HandleMessage(message.NewContext(ctx, m), &Message{
 		ID: m.ID, Body: m.Body, Attributes: m.SystemAttributes, MessageAttributes: m.Attributes,
 		ReceiveCount: m.ReceiveCount, SentAt: m.SentAt, FirstReceivedAt: m.FirstReceivedAt, ReceivedAt: m.ReceivedAt,
-		GroupID: m.GroupID, DeduplicationID: m.DeduplicationID, QueueURL: m.QueueURL, ReceiptHandle: m.ReceiptHandle,
+		GroupID: m.GroupID, DeduplicationID: m.DeduplicationID, QueueURL: m.QueueURL,
 	})
 }

@@ -65,13 +65,15 @@ func TestEveryMessageOnce(t *testing.T) {
 	const n = 5000
 	q := queueWith(t, "public-once", n, 30)
 	var mu sync.Mutex
-	seen := map[string]int{}
+	seen := map[string]int{} // by body: the bodies are 0 to n-1
+	byID := map[string]int{}
 	h := sqsworker.HandlerFunc(func(_ context.Context, m *sqsworker.Message) error {
 		if m.ID == "" || m.ReceiveCount < 1 || m.SentAt.IsZero() || m.QueueURL != q.URL {
 			return fmt.Errorf("message fields missing: %+v", m)
 		}
 		mu.Lock()
 		seen[m.Body]++
+		byID[m.ID]++
 		mu.Unlock()
 		return nil
 	})
@@ -97,14 +99,17 @@ func TestEveryMessageOnce(t *testing.T) {
 	}
 	lost, dup := 0, 0
 	for i := range n {
-		switch c := seen[fmt.Sprint(i)]; {
-		case c == 0:
+		if seen[fmt.Sprint(i)] == 0 {
 			lost++
-		case c > 1:
-			dup += c - 1
 		}
 	}
-	t.Logf("messages: %d, handled: %d, lost: %d, duplicates: %d", n, len(seen), lost, dup)
+	for _, c := range byID {
+		dup += c - 1 // a message handled twice keeps its id
+	}
+	if len(byID) != len(seen) {
+		t.Errorf("%d message ids for %d bodies; want one id per body", len(byID), len(seen))
+	}
+	t.Logf("messages: %d, handled: %d (%d ids), lost: %d, duplicates: %d", n, len(seen), len(byID), lost, dup)
 	if lost != 0 || dup != 0 {
 		t.Errorf("lost %d, duplicates %d; want 0 and 0", lost, dup)
 	}

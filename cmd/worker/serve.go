@@ -85,8 +85,14 @@ func addrOf(s *metrics.Server) string {
 type builtin struct{ h handler.Handler }
 
 func (b builtin) HandleMessage(ctx context.Context, m *sqsworker.Message) error {
+	// The public Message leaves the receipt handle out; the package passes
+	// the message it received in ctx for handlers that hand it on.
+	var receipt string
+	if received, ok := message.FromContext(ctx); ok {
+		receipt = received.ReceiptHandle
+	}
 	return b.h.Handle(ctx, &message.Message{
-		ID: m.ID, ReceiptHandle: m.ReceiptHandle, Body: m.Body, QueueURL: m.QueueURL,
+		ID: m.ID, ReceiptHandle: receipt, Body: m.Body, QueueURL: m.QueueURL,
 		ReceivedAt: m.ReceivedAt, ReceiveCount: m.ReceiveCount, FirstReceivedAt: m.FirstReceivedAt, SentAt: m.SentAt,
 		GroupID: m.GroupID, DeduplicationID: m.DeduplicationID,
 		SystemAttributes: m.Attributes, Attributes: m.MessageAttributes,
