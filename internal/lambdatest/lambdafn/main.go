@@ -15,10 +15,15 @@
 //	                named pipe, is opened for writing: the test holds the
 //	                invocation open without sleeping
 //
+// A command followed by "-once" (error-once, panic-once, malformed-once,
+// sleep-once, exit-once) does so the first time it sees the message and
+// succeeds afterwards; it needs LAMBDAFN_RECORD_DIR, where it keeps a mark.
+//
 // With LAMBDAFN_RECORD_DIR set, every event is written there, decoded into
 // events.SQSEvent and encoded again, one file per invocation named by its
-// request id: tests count what the function saw and compare what
-// aws-lambda-go read with what they sent.
+// request id after the time it began, so that names sort in the order of
+// the invocations: tests count what the function saw, in which order, and
+// compare what aws-lambda-go read with what they sent.
 package main
 
 import (
@@ -51,6 +56,12 @@ func handle(ctx context.Context, ev events.SQSEvent) (any, error) {
 	var resp events.SQSEventResponse
 	for _, r := range ev.Records {
 		cmd, arg, _ := strings.Cut(r.Body, ":")
+		if base, ok := strings.CutSuffix(cmd, "-once"); ok {
+			if !first(r.MessageId) {
+				continue
+			}
+			cmd = base
+		}
 		switch cmd {
 		case "fail":
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
@@ -77,6 +88,21 @@ func handle(ctx context.Context, ev events.SQSEvent) (any, error) {
 	return resp, nil
 }
 
+// first reports whether this is the first time the function sees the
+// message, leaving a mark in LAMBDAFN_RECORD_DIR.
+func first(id string) bool {
+	dir := os.Getenv("LAMBDAFN_RECORD_DIR")
+	if dir == "" {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".once-"+id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	return true
+}
+
 func block(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "started"), nil, 0o600); err != nil {
 		return err
@@ -90,6 +116,7 @@ func block(dir string) error {
 }
 
 func record(ctx context.Context, dir string, ev events.SQSEvent) error {
+	began := time.Now()
 	if len(ev.Records) == 0 {
 		return errors.New("an event without records")
 	}
@@ -107,5 +134,5 @@ func record(ctx context.Context, dir string, ev events.SQSEvent) error {
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, lc.AwsRequestID+".json"))
+	return os.Rename(tmp, filepath.Join(dir, fmt.Sprintf("%020d-%s.json", began.UnixNano(), lc.AwsRequestID)))
 }
