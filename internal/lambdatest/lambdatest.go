@@ -99,7 +99,7 @@ func Start(recordDir string, o Options) (*Emulator, error) {
 		Env:  env,
 		// It logs "exec '<bootstrap>'" once it runs the function; its
 		// listener is up by then.
-		Ready:  reExec,
+		Ready: reExec,
 	})
 	if err != nil {
 		return nil, err
