@@ -38,7 +38,8 @@ type BatchConfig struct {
 	Size int
 	// Window is the longest the first message of a batch waits for more.
 	// Defaults to 0: a batch is sent as soon as an invocation is free,
-	// with whatever came until then.
+	// with whatever came until then and at least gatherWindow after its
+	// first message.
 	Window time.Duration
 	// Invocations is how many invocations may run at once. Required.
 	Invocations int
@@ -51,6 +52,12 @@ type BatchConfig struct {
 	// MaxPayload bounds an event's size. Defaults to MaxInvokePayload.
 	MaxPayload int
 }
+
+// gatherWindow is how long a batch waits at least for more messages: the
+// pool hands over the messages of one receive within microseconds of each
+// other, and they belong in one invocation, as Lambda's event source
+// mapping sends a receive's messages together.
+const gatherWindow = time.Millisecond
 
 // Batcher collects the messages the pool hands it at the same time into
 // batches, sends each batch as one Lambda SQS event, and returns each
@@ -155,14 +162,12 @@ func (b *Batcher) sealLocked(bt *batch) {
 // run waits for bt to fill or its window to pass, then for an invocation
 // to be free (messages may still join meanwhile), and sends it.
 func (b *Batcher) run(bt *batch) {
-	if b.cfg.Window > 0 {
-		t := time.NewTimer(b.cfg.Window)
-		select {
-		case <-bt.full:
-		case <-t.C:
-		}
-		t.Stop()
+	t := time.NewTimer(max(b.cfg.Window, gatherWindow))
+	select {
+	case <-bt.full:
+	case <-t.C:
 	}
+	t.Stop()
 	b.slots <- struct{}{}
 	defer func() { <-b.slots }()
 	b.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -75,6 +76,23 @@ func Record(msg *message.Message, region string) events.SQSMessage {
 // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, or any host with
 // /ACCOUNT/NAME, in region then.
 func queueARN(queueURL, region string) (arn, rg string) {
+	key := queueURL + "\x00" + region
+	if v, ok := queueARNs.Load(key); ok {
+		a := v.(arnRegion)
+		return a.arn, a.region
+	}
+	arn, rg = parseQueueARN(queueURL, region)
+	queueARNs.Store(key, arnRegion{arn, rg})
+	return arn, rg
+}
+
+// queueARNs remembers queueARN's answers: a worker reads one queue, and
+// every record of every batch names it.
+var queueARNs sync.Map
+
+type arnRegion struct{ arn, region string }
+
+func parseQueueARN(queueURL, region string) (arn, rg string) {
 	rg = region
 	u, err := url.Parse(queueURL)
 	if err != nil {
