@@ -36,7 +36,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       -ldflags="-s -w -X github.com/sqsworker/sqsworker/internal/buildinfo.version=${VERSION} -X github.com/sqsworker/sqsworker/internal/buildinfo.revision=${REVISION}" \
       -o /out/worker ./cmd/worker && \
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-handler ./examples/handler && \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-producer ./examples/producer
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-producer ./examples/producer && \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/example-function ./examples/function && \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
 FROM ${RUNTIME_IMAGE} AS example-handler
 COPY --from=build /out/example-handler /example-handler
@@ -50,6 +52,17 @@ USER 65532:65532
 ENTRYPOINT ["/example-producer"]
 
 # Last, so that a plain `docker build .` builds it.
+# The example Lambda function (examples/function) in the Lambda runtime
+# interface emulator, as a function image runs it: the worker's lambda
+# handler invokes it at http://function:8080 (function name "function").
+# The emulator is built from its Go module, pinned in go.mod as a tool.
+FROM ${RUNTIME_IMAGE} AS example-function
+COPY --from=build /out/aws-lambda-rie /usr/local/bin/aws-lambda-rie
+COPY --from=build /out/example-function /var/runtime/bootstrap
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/aws-lambda-rie", "/var/runtime/bootstrap"]
+
 FROM ${RUNTIME_IMAGE} AS worker
 COPY --from=build /out/worker /usr/local/bin/worker
 # 65532 is distroless's nonroot user. Numeric, so that Kubernetes'

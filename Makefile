@@ -5,6 +5,10 @@ SQS_SERVER_DIR := tools/sqs-server
 SQS_SERVER := $(SQS_SERVER_DIR)/node_modules/.bin/node
 GOLANGCI_LINT_VERSION := v2.15.0
 BIN := bin
+# The Lambda runtime interface emulator the lambda handler's tests run a
+# function in: a tool of this module (go.mod's tool directive pins it),
+# built into bin/tools, where internal/lambdatest builds it too.
+LAMBDA_RIE := $(BIN)/tools/aws-lambda-rie
 # grpcnotrace keeps gRPC's request tracing (and html/template with it) out
 # of the worker: the binary is a third smaller. See internal/sqstest.WorkerTags.
 WORKER_TAGS := grpcnotrace
@@ -14,7 +18,10 @@ WORKER_TAGS := grpcnotrace
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-tools: $(SQS_SERVER) ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server)
+tools: $(SQS_SERVER) $(LAMBDA_RIE) ## Install the local SQS-compatible server (fauxqs, pinned in tools/sqs-server) and the Lambda runtime interface emulator
+
+$(LAMBDA_RIE): go.mod go.sum
+	$(GO) build -o $@ github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
 # promtool checks and unit-tests deploy/monitoring/alerts.yml, for make test
 # only. A promtool on PATH is used as it is; else the one in Debian's

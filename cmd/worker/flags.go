@@ -277,6 +277,7 @@ func runFlags(f *flagSet, c *config.Config) {
 	f.Var(&d.MaxRateBurst, "max-rate-burst", "handler starts --max-rate allows at once")
 
 	handlerFlags(f, c)
+	batchFlags(f, &c.Batch)
 
 	f.group("Operations")
 	f.Var(&c.MetricsAddr, "metrics-addr", "listen address of /metrics, /healthz and /readyz: loopback unless asked (:9090 for all interfaces, as a pod or container needs; empty: off)")
@@ -294,7 +295,7 @@ func runFlags(f *flagSet, c *config.Config) {
 // every subcommand that runs one.
 func handlerFlags(f *flagSet, c *config.Config) {
 	f.group("Handler")
-	f.Var(&c.Handler, "handler", "handler kind: http or exec")
+	f.Var(&c.Handler, "handler", "handler kind: http, exec or lambda")
 	f.Var(&c.HTTPURL, "http-url", "http handler: URL each message body is POSTed to (sqsd-compatible headers)")
 	f.Var(&c.HTTPTimeout, "http-timeout", "http handler: timeout of one request")
 	f.Value(&argvFlag{argv: &c.Exec}, &c.Exec, "exec", "exec handler: command run per message, body on stdin (split on spaces; repeat the flag for arguments with spaces)")

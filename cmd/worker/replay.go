@@ -30,6 +30,7 @@ worker replay --queue orders-dlq --handler exec --exec ./handle-order --concurre
 		t.flags(f, "replay")
 		f.bind(&cfg, &rc)
 		handlerFlags(f, &cfg)
+		batchFlags(f, &cfg.Batch)
 		f.group("Handling")
 		f.Var(&rc.Concurrency, "concurrency", "handlers running at once")
 		f.Var(&rc.HandlerTimeout, "handler-timeout", "cancel a handler after this long, a failure (0: no timeout)")

@@ -58,6 +58,7 @@ func runWorker(ctx context.Context, cfg config.Config, later <-chan os.Signal) e
 	if err != nil {
 		return err
 	}
+	cfg.Concurrency = pipelineConcurrency(cfg)
 	client, err := sqsapi.New(bg, sqsapi.Options{EndpointURL: cfg.EndpointURL, Region: cfg.Region, Logger: log})
 	if err != nil {
 		return err
@@ -136,12 +137,22 @@ func newHandler(cfg config.Config, log *zap.Logger) (handler.Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--exec: %w", err)
 		}
+	case "lambda":
+		if h, err = newLambdaHandler(cfg); err != nil {
+			return nil, err
+		}
 	default:
-		h, err = handler.NewHTTP(handler.HTTPConfig{
+		var hh *handler.HTTP
+		hh, err = handler.NewHTTP(handler.HTTPConfig{
 			URL: cfg.HTTPURL, Timeout: cfg.HTTPTimeout, Concurrency: cfg.Concurrency, OutputInErrors: cfg.LogHandlerOutput,
 		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("--http-url: %w", err)
+		}
+		if h = hh; cfg.Batch.Size(cfg.Handler) > 0 {
+			if h, err = newBatcher(cfg, hh); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// Inside the SNS unwrap: a notification's own attributes may carry the

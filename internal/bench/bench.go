@@ -38,6 +38,8 @@ const (
 	scenarioBackpressure = "backpressure"
 	// replica-scaling: what more replicas on one queue add.
 	scenarioReplicas = "replica-scaling"
+	// http-batch: what posting batches of messages saves over one each.
+	scenarioHTTPBatch = "http-batch"
 )
 
 // Scenario is one thing a run can measure.
@@ -64,6 +66,7 @@ var Scenarios = []Scenario{
 	{scenarioBackpressure, "the worker binary at concurrency 64 before an HTTP endpoint that serves 8 at once (20 ms) and answers 429 beyond: msg/s ÷ its capacity, beside the share of calls answered 429"},
 	{scenarioDrainThroughput, "the drain binary writing 10,000 and 100,000 messages to a file: msg/s beside a raw receive-and-delete loop's"},
 	{scenarioDrainRSS, "the drain binary's peak RSS at 10,000 and at 100,000 messages (flat memory keeps them close)"},
+	{scenarioHTTPBatch, "the worker binary posting Lambda-shaped batches of 10 to a no-op HTTP handler: msg/s and CPU per message beside a raw SDK loop's, and beside one message per request"},
 	{scenarioReplicas, "three worker binaries on one queue beside one, each at concurrency 8 before a handler that holds requests 20 ms: msg/s of three ÷ one's"},
 }
 
@@ -301,6 +304,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{[]string{scenarioBackpressure}, e.backpressure},
 		{[]string{scenarioDrainThroughput, scenarioDrainRSS}, e.drain},
 		{[]string{scenarioReplicas}, e.replicaScaling},
+		{[]string{scenarioHTTPBatch}, e.httpBatch},
 	}
 	for _, run := range runs {
 		if !slices.ContainsFunc(run.ids, e.selected) {

@@ -38,7 +38,7 @@ func TestSmoke(t *testing.T) {
 	}{
 		{name: "local", want: map[string]int{scenarioThroughput: 2, scenarioRequests: 1, scenarioBinary: 4, scenarioPeer: 2, scenarioIdle: 2,
 			scenarioLongTail: 3, scenarioPickup: 2, scenarioHeartbeat: 2, scenarioFootprint: 2, scenarioLoad: 2, scenarioIntegrity: 2,
-			scenarioBackpressure: 1, scenarioDrainThroughput: 2, scenarioDrainRSS: 2, scenarioReplicas: 1}},
+			scenarioBackpressure: 1, scenarioDrainThroughput: 2, scenarioDrainRSS: 2, scenarioReplicas: 1, scenarioHTTPBatch: 2}},
 		{name: "rtt", rtt: 20 * time.Millisecond, scenarios: []string{scenarioThroughput, scenarioRequests, scenarioPeer, scenarioPickup},
 			want: map[string]int{scenarioThroughput: 3, scenarioRequests: 1, scenarioPeer: 2, scenarioPickup: 2}},
 	}

@@ -136,7 +136,7 @@ func (e *env) runBinary(ctx context.Context, queueURL string, n int, hold time.D
 	if err == nil {
 		err = sqstest.Poll(ctx, 10*time.Minute, 10*time.Millisecond, fmt.Sprintf("%d messages at the handler", n), func() bool {
 			st, serr := h.stats(ctx)
-			return serr != nil || st.Handled >= int64(n)
+			return serr != nil || st.Messages >= int64(n)
 		})
 	}
 	if err == nil {
@@ -281,7 +281,8 @@ type handlerProc struct {
 
 // handlerStats is what the handler answers at GET /stats.
 type handlerStats struct {
-	Handled  int64 `json:"handled"`
+	Handled  int64 `json:"handled"`  // requests answered 200
+	Messages int64 `json:"messages"` // messages in them (a batch carries several)
 	Peak     int64 `json:"peak"`     // requests open at once, at most
 	Rejected int64 `json:"rejected"` // answered 429 (--capacity)
 }

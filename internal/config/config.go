@@ -90,7 +90,7 @@ type Config struct {
 
 	Pipeline
 
-	// Handler is "http" or "exec". Defaults to http.
+	// Handler is "http", "exec" or "lambda". Defaults to http.
 	Handler string
 	// HTTPURL is where the http handler POSTs each body.
 	HTTPURL string
@@ -118,6 +118,8 @@ type Config struct {
 	LogHandlerOutput bool
 	// UnwrapSNS makes the handler see the inner message of SNS envelopes.
 	UnwrapSNS bool
+	// Batch configures the lambda handler, and http batches.
+	Batch Batch
 	// SNSTopicARNs, with UnwrapSNS, are the only topics whose envelopes
 	// are unwrapped; an envelope naming another fails its message.
 	// Defaults to none: every envelope is unwrapped.
@@ -143,6 +145,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Pipeline:        DefaultPipeline(),
+		Batch:           DefaultBatch(),
 		Handler:         DefaultHandler,
 		HTTPTimeout:     DefaultHTTPTimeout,
 		ExecOutputLimit: DefaultExecOutputLimit,
@@ -216,6 +219,9 @@ func (c *Config) ValidateHandler() error {
 	if err := c.validateSNS(); err != nil {
 		return err
 	}
+	if done, err := c.validateBatch(); done || err != nil {
+		return err
+	}
 	switch c.Handler {
 	case "http":
 		if len(c.Exec) > 0 {
@@ -246,7 +252,7 @@ func (c *Config) ValidateHandler() error {
 			return invalid("ExecOutputLimit", "is %d: it must be between 1 and %d bytes", c.ExecOutputLimit, sqsapi.MaxMessageSize)
 		}
 	default:
-		return invalid("Handler", "is %q: it must be http or exec", c.Handler)
+		return invalid("Handler", "is %q: it must be http, exec or lambda", c.Handler)
 	}
 	return nil
 }

@@ -4,11 +4,14 @@
 // request for --hold, answers 200 with no body, and reports at GET /stats
 // how many requests it answered and how many were open at once at most.
 // With --capacity N it serves at most N requests at once and answers 429
-// Too Many Requests, at once, to any beyond them.
+// Too Many Requests, at once, to any beyond them. A body that is a Lambda
+// SQS event (the worker's batches) counts as its records' number of
+// messages, and is answered with an empty list of failures.
 // Its first stdout line is `listening http://ADDR/`; SIGTERM ends it.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +29,8 @@ import (
 
 // Stats is what GET /stats answers.
 type Stats struct {
-	Handled  int64 `json:"handled"`
+	Handled  int64 `json:"handled"`  // requests answered 200
+	Messages int64 `json:"messages"` // messages in them
 	Peak     int64 `json:"peak"`
 	Rejected int64 `json:"rejected"` // answered 429 (--capacity)
 }
@@ -35,6 +39,7 @@ type sink struct {
 	hold                          time.Duration
 	capacity                      int64
 	open, peak, handled, rejected atomic.Int64
+	messages                      atomic.Int64
 }
 
 func main() {
@@ -74,8 +79,20 @@ func run(addr string, s *sink) error {
 	return nil
 }
 
+// event is the part of a Lambda SQS event the sink reads.
+type event struct {
+	Records []json.RawMessage `json:"Records"`
+}
+
 func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
+	body, _ := io.ReadAll(r.Body)
+	messages, batch := int64(1), false
+	if bytes.HasPrefix(body, []byte(`{"Records":`)) {
+		var e event
+		if json.Unmarshal(body, &e) == nil {
+			messages, batch = int64(len(e.Records)), true
+		}
+	}
 	n := s.open.Add(1)
 	if s.capacity > 0 && n > s.capacity {
 		s.open.Add(-1)
@@ -95,10 +112,16 @@ func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	s.open.Add(-1)
 	s.handled.Add(1)
+	s.messages.Add(messages)
+	if batch {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"batchItemFailures":[]}`))
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
 func (s *sink) stats(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(Stats{Handled: s.handled.Load(), Peak: s.peak.Load(), Rejected: s.rejected.Load()})
+	_ = json.NewEncoder(w).Encode(Stats{Handled: s.handled.Load(), Messages: s.messages.Load(), Peak: s.peak.Load(), Rejected: s.rejected.Load()})
 }
