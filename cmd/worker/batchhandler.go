@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
@@ -30,7 +29,7 @@ func newBatcher(cfg config.Config, inv handler.Invoker) (handler.Handler, error)
 		Size:        cfg.Batch.Size(cfg.Handler),
 		Window:      cfg.Batch.BatchWindow,
 		Invocations: cfg.Concurrency,
-		FIFO:        fifoQueue(cfg),
+		FIFO:        cfg.FIFO(),
 		Region:      cmp.Or(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")),
 	}, inv)
 	if err != nil {
@@ -47,8 +46,4 @@ func pipelineConcurrency(cfg config.Config) int {
 		return cfg.Concurrency * n
 	}
 	return cfg.Concurrency
-}
-
-func fifoQueue(cfg config.Config) bool {
-	return strings.HasSuffix(cfg.QueueURL, ".fifo") || strings.HasSuffix(cfg.Queue, ".fifo")
 }

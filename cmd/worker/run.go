@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,7 +88,7 @@ func runWorker(ctx context.Context, cfg config.Config, later <-chan os.Signal) e
 	srv.start(bg)
 	log.Info("worker started", zap.String("queue_url", w.QueueURL()), zap.Int("concurrency", cfg.Concurrency),
 		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
-		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", strings.HasSuffix(w.QueueURL(), ".fifo")),
+		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
 		zap.String("metrics_addr", srv.metricsAddr()), zap.String("pprof_addr", srv.pprofAddr()))
 	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
 	return serve(ctx, w, srv, later, log)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/handler"
@@ -60,7 +59,7 @@ func (b *Batch) Size(handlerKind string) int {
 // handler is lambda, which it validated whole.
 func (c *Config) validateBatch() (done bool, err error) {
 	b := &c.Batch
-	fifo := strings.HasSuffix(c.QueueURL, ".fifo") || strings.HasSuffix(c.Queue, ".fifo")
+	fifo := c.FIFO()
 	maxSize := handler.MaxBatchSize
 	if fifo {
 		maxSize = handler.MaxFIFOBatchSize
