@@ -69,10 +69,22 @@ type HandlerFunc func(ctx context.Context, m *Message) error
 func (f HandlerFunc) HandleMessage(ctx context.Context, m *Message) error { return f(ctx, m) }
 
 // handlerAdapter is h as the pipeline calls it.
-type handlerAdapter struct{ h Handler }
+type handlerAdapter struct {
+	h Handler
+	// received: h reads the message as received from its context.
+	received bool
+}
+
+func newHandlerAdapter(h Handler) handlerAdapter {
+	_, received := h.(message.Wanter)
+	return handlerAdapter{h: h, received: received}
+}
 
 func (a handlerAdapter) Handle(ctx context.Context, m *message.Message) error {
-	return a.h.HandleMessage(message.NewContext(ctx, m), &Message{
+	if a.received {
+		ctx = message.NewContext(ctx, m)
+	}
+	return a.h.HandleMessage(ctx, &Message{
 		ID: m.ID, Body: m.Body, Attributes: m.SystemAttributes, MessageAttributes: m.Attributes,
 		ReceiveCount: m.ReceiveCount, SentAt: m.SentAt, FirstReceivedAt: m.FirstReceivedAt, ReceivedAt: m.ReceivedAt,
 		GroupID: m.GroupID, DeduplicationID: m.DeduplicationID, QueueURL: m.QueueURL,

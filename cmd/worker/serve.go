@@ -84,15 +84,19 @@ func addrOf(s *metrics.Server) string {
 // tracing) as the public package runs it.
 type builtin struct{ h handler.Handler }
 
+// WantsReceived asks the public package for the message as received,
+// receipt handle included, in the handler's context (message.Wanter).
+func (builtin) WantsReceived() {}
+
 func (b builtin) HandleMessage(ctx context.Context, m *sqsworker.Message) error {
 	// The public Message leaves the receipt handle out; the package passes
-	// the message it received in ctx for handlers that hand it on.
-	var receipt string
+	// the message it received in ctx, which the built-in handlers take as
+	// it is (they copy what they change).
 	if received, ok := message.FromContext(ctx); ok {
-		receipt = received.ReceiptHandle
+		return b.h.Handle(ctx, received)
 	}
 	return b.h.Handle(ctx, &message.Message{
-		ID: m.ID, ReceiptHandle: receipt, Body: m.Body, QueueURL: m.QueueURL,
+		ID: m.ID, Body: m.Body, QueueURL: m.QueueURL,
 		ReceivedAt: m.ReceivedAt, ReceiveCount: m.ReceiveCount, FirstReceivedAt: m.FirstReceivedAt, SentAt: m.SentAt,
 		GroupID: m.GroupID, DeduplicationID: m.DeduplicationID,
 		SystemAttributes: m.Attributes, Attributes: m.MessageAttributes,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -74,23 +75,30 @@ func (c *Config) defaults() {
 // of up to ten (flushed when full or after FlushInterval); Send sends a
 // set of entries now and waits for them. Both share MaxInFlight long-lived
 // senders: a goroutine per call would grow its stack anew through the
-// SDK's deep middleware.
+// SDK's deep middleware. Add fills the batch itself, under a lock, rather
+// than hand every entry to a goroutine of its own.
 type Sender struct {
 	startstop.Lifecycle
 	cfg  Config
 	call Call
 	log  *zap.Logger
 
-	in      chan Entry // Add → the coalescing loop
-	jobs    chan job   // batches → the senders
+	// jobs carries batches to the senders. It holds MaxPending, so that a
+	// batch of added entries (at least one of the backlog each) never
+	// waits for room.
+	jobs    chan job
+	busy    atomic.Int32 // senders making a call now
 	ctx     context.Context
 	cancel  context.CancelFunc // ends every call: Stop's deadline passed
-	closeMu sync.RWMutex       // held to read, by Add and Send; to write, by Stop
+	closeMu sync.RWMutex       // held to read, by Add, Send and the flush timer; to write, by Stop
 	closed  bool
 
 	mu      sync.Mutex
 	pending int
 	gate    chan struct{} // non-nil while Add blocks; closed to let it go
+	batch   []Entry       // added, not yet in a call
+	flushAt time.Time     // when batch is sent if it is not full by then
+	flush   *time.Timer   // fires at flushAt
 }
 
 type job struct {
@@ -120,15 +128,18 @@ func (s *Sender) finish(j *job, e Entry, r Result) {
 func NewSender(cfg Config, call Call, log *zap.Logger) *Sender {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Sender{
+	s := &Sender{
 		cfg: cfg, call: call, log: log,
-		in:   make(chan Entry, cfg.MaxPending),
-		jobs: make(chan job),
+		jobs: make(chan job, cfg.MaxPending),
 		ctx:  ctx, cancel: cancel,
+		batch: make([]Entry, 0, MaxEntries),
 	}
+	s.flush = time.AfterFunc(time.Hour, s.flushDue)
+	s.flush.Stop()
+	return s
 }
 
-// Start launches the coalescing loop and the senders. They run until Stop.
+// Start launches the senders. They run until Stop.
 func (s *Sender) Start(context.Context) error {
 	if err := s.BeginStart(); err != nil {
 		return err
@@ -139,13 +150,13 @@ func (s *Sender) Start(context.Context) error {
 		go func() {
 			defer wg.Done()
 			for j := range s.jobs {
+				s.busy.Add(1)
 				s.send(j)
+				s.busy.Add(-1)
 			}
 		}()
 	}
 	go func() {
-		s.coalesce()
-		close(s.jobs)
 		wg.Wait()
 		s.cancel()
 		s.Stopped()
@@ -164,8 +175,13 @@ func (s *Sender) Stop(ctx context.Context) error {
 	if first {
 		s.closeMu.Lock()
 		s.closed = true
+		s.flush.Stop()
 		if running {
-			close(s.in)
+			s.mu.Lock()
+			last := s.takeLocked()
+			s.mu.Unlock()
+			s.enqueue(last)
+			close(s.jobs)
 		}
 		s.closeMu.Unlock()
 	}
@@ -208,8 +224,83 @@ func (s *Sender) Add(ctx context.Context, e Entry) error {
 		s.finish(&job{added: true}, e, Result{Outcome: Abandoned, Err: errStopped})
 		return nil
 	}
-	s.in <- e // never blocks for long: in holds MaxPending
+	s.mu.Lock()
+	old, superseded := s.addLocked(e)
+	var full []Entry
+	if len(s.batch) == MaxEntries {
+		full = s.takeLocked()
+	}
+	s.mu.Unlock()
+	if superseded {
+		s.finish(&job{added: true}, old, Result{Outcome: Superseded})
+	}
+	s.enqueue(full)
 	return nil
+}
+
+// addLocked puts e in the batch. The same message twice (redelivered,
+// settled twice) keeps the newest handle in one entry, since SQS rejects
+// a batch naming a message twice: the older entry is returned, to settle
+// as superseded.
+func (s *Sender) addLocked(e Entry) (Entry, bool) {
+	for i, old := range s.batch {
+		if old.Msg.ID == e.Msg.ID {
+			s.batch[i] = e
+			return old, true
+		}
+	}
+	s.batch = append(s.batch, e)
+	if len(s.batch) == 1 {
+		s.flushAt = time.Now().Add(s.cfg.FlushInterval)
+		s.flush.Reset(s.cfg.FlushInterval)
+	}
+	return Entry{}, false
+}
+
+// takeLocked empties the batch and returns what it held.
+func (s *Sender) takeLocked() []Entry {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	s.flush.Stop()
+	b := s.batch
+	s.batch = make([]Entry, 0, MaxEntries)
+	return b
+}
+
+// enqueue hands a batch of added entries to the senders. The caller holds
+// closeMu to read, or to write before it closes jobs.
+func (s *Sender) enqueue(entries []Entry) {
+	if len(entries) > 0 {
+		s.jobs <- job{ctx: s.ctx, call: s.call, entries: entries, added: true}
+	}
+}
+
+// flushDue sends the batch once its FlushInterval has passed, unless
+// every sender is busy: then it waits another interval, and the batch
+// fills meanwhile, as a call could not leave any sooner.
+func (s *Sender) flushDue() {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return // Stop sent it
+	}
+	s.mu.Lock()
+	switch wait := time.Until(s.flushAt); {
+	case len(s.batch) == 0:
+	case wait > 0:
+		// A timer of an earlier batch fired as this one began.
+		s.flush.Reset(wait)
+	case int(s.busy.Load()) >= s.cfg.MaxInFlight:
+		s.flushAt = time.Now().Add(s.cfg.FlushInterval)
+		s.flush.Reset(s.cfg.FlushInterval)
+	default:
+		b := s.takeLocked()
+		s.mu.Unlock()
+		s.enqueue(b)
+		return
+	}
+	s.mu.Unlock()
 }
 
 // Send sends entries now, ten to a call, and returns once every entry is
@@ -249,52 +340,6 @@ func (s *Sender) settled(n int) {
 		s.gate = nil
 	}
 	s.mu.Unlock()
-}
-
-// coalesce batches added entries until Stop closes in, then flushes.
-func (s *Sender) coalesce() {
-	batch := make([]Entry, 0, MaxEntries)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		timer.Stop()
-		s.jobs <- job{ctx: s.ctx, call: s.call, entries: batch, added: true} // waits while every sender is busy
-		batch = make([]Entry, 0, MaxEntries)
-	}
-	add := func(e Entry) {
-		for i, old := range batch {
-			if old.Msg.ID == e.Msg.ID {
-				// The same message twice (redelivered, settled twice):
-				// keep the newest handle in one entry, since SQS rejects
-				// a batch naming a message twice.
-				batch[i] = e
-				s.finish(&job{added: true}, old, Result{Outcome: Superseded})
-				return
-			}
-		}
-		batch = append(batch, e)
-		if len(batch) == 1 {
-			timer.Reset(s.cfg.FlushInterval)
-		}
-		if len(batch) == MaxEntries {
-			flush()
-		}
-	}
-	for {
-		select {
-		case e, ok := <-s.in:
-			if !ok {
-				flush()
-				return
-			}
-			add(e)
-		case <-timer.C:
-			flush()
-		}
-	}
 }
 
 // Backlog is how many added entries are not settled yet, and whether Add

@@ -119,7 +119,7 @@ type Guard struct {
 	client *http.Client                               // health probes
 
 	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced when a waiter may go on
+	changed  chan struct{} // closed when a waiter may go on; nil while nobody waits (changedLocked)
 	limit    float64       // handlers that may run at once now
 	ssthresh float64       // below it the limit grows by one per success
 	inflight int
@@ -138,8 +138,7 @@ func New(cfg Config, log *zap.Logger, m *metrics.Metrics) *Guard {
 	cfg.setDefaults()
 	g := &Guard{
 		cfg: cfg, log: log.Named("downstream"), m: m,
-		changed: make(chan struct{}),
-		limit:   float64(cfg.Concurrency), ssthresh: float64(cfg.Concurrency),
+		limit: float64(cfg.Concurrency), ssthresh: float64(cfg.Concurrency),
 		ready:  cfg.HealthURL == "",
 		client: &http.Client{Timeout: cfg.HealthTimeout},
 	}
@@ -167,8 +166,20 @@ func New(cfg Config, log *zap.Logger, m *metrics.Metrics) *Guard {
 }
 
 func (g *Guard) notifyLocked() {
-	close(g.changed)
-	g.changed = make(chan struct{})
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
+}
+
+// changedLocked is the channel notifyLocked closes next, made when a
+// waiter first asks for it: a handler's Done costs no channel while
+// nobody waits.
+func (g *Guard) changedLocked() chan struct{} {
+	if g.changed == nil {
+		g.changed = make(chan struct{})
+	}
+	return g.changed
 }
 
 // Start runs the health probes when a health URL is set.
@@ -205,6 +216,16 @@ func (g *Guard) Stop(context.Context) error {
 // holding its message. It returns ErrStopped when stop closes first, or
 // ctx's error.
 func (g *Guard) Acquire(ctx context.Context, stop <-chan struct{}) (*Permit, error) {
+	// The common case first, without the channel a wait needs: the
+	// breaker closed and room under the limit.
+	if g.state() == gobreaker.StateClosed {
+		if p, ok := g.take(); ok {
+			if err := g.waitRate(ctx, stop, p); err != nil {
+				return nil, err
+			}
+			return p, nil
+		}
+	}
 	holding := false
 	defer func() {
 		if holding {
@@ -213,7 +234,7 @@ func (g *Guard) Acquire(ctx context.Context, stop <-chan struct{}) (*Permit, err
 	}()
 	for {
 		g.mu.Lock()
-		changed := g.changed
+		changed := g.changedLocked()
 		g.mu.Unlock()
 		var timeout time.Duration
 		switch st := g.state(); st {
@@ -294,9 +315,15 @@ func (g *Guard) setHeld(d int) {
 // and the probe due, a receive is let through so that a received message
 // can be the probe.
 func (g *Guard) WaitReceive(ctx context.Context) error {
+	g.mu.Lock()
+	ready := g.ready
+	g.mu.Unlock()
+	if ready && g.state() == gobreaker.StateClosed {
+		return nil // the common case, without the channel a wait needs
+	}
 	for {
 		g.mu.Lock()
-		changed, ready, held := g.changed, g.ready, g.held
+		changed, ready, held := g.changedLocked(), g.ready, g.held
 		g.mu.Unlock()
 		var timeout time.Duration
 		if ready {

@@ -36,7 +36,7 @@ func (g *Guard) probeHealth(ctx context.Context) {
 	}
 	for {
 		g.mu.Lock()
-		changed := g.changed
+		changed := g.changedLocked()
 		g.mu.Unlock()
 		if g.state() == gobreaker.StateClosed {
 			select {

@@ -123,6 +123,10 @@ type Pool struct {
 	mu     sync.Mutex
 	groups map[string]*group // FIFO groups running, or failed recently
 
+	// settleCtx is the handlers' parent context without its cancellation:
+	// a forced stop does not cut short the calls that settle a message.
+	settleCtx context.Context
+
 	runMu   sync.Mutex
 	running map[*handlerWatch]struct{} // handlers running now
 }
@@ -172,6 +176,8 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	workCtx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
+	p.settleCtx = context.WithoutCancel(workCtx)
+	context.AfterFunc(workCtx, p.armAll)
 	go func() {
 		defer p.Stopped()
 		defer cancel()
@@ -297,7 +303,7 @@ func (p *Pool) release(ctx context.Context, msgs []*message.Message) {
 // retry after a delay on failure, release on a forced shutdown, nothing
 // (but counting) when the lease was lost. It reports success.
 func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err error) bool {
-	bg := context.WithoutCancel(workCtx)
+	bg := p.settleCtx
 	switch {
 	case err == nil && p.leases.Alive(msg):
 		if derr := p.acker.Delete(bg, msg); derr != nil {

@@ -26,9 +26,10 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 		p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
 		return false
 	}
-	ctx, cancel := context.WithCancelCause(workCtx)
-	defer cancel(nil)
-	if !p.leases.Begin(msg, cancel) {
+	w := p.newWatch(workCtx, msg)
+	defer w.cancel(nil)
+	ctx := w.msgCtx
+	if !p.leases.Begin(msg, w.lost) {
 		p.lost(msg, "lease lost while the message waited for a handler")
 		return false
 	}
@@ -38,7 +39,7 @@ func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
 			p.notStarted(workCtx, msg)
 			return false
 		}
-		took, returned, err := p.attempt(workCtx, ctx, msg)
+		took, returned, err := p.attempt(w)
 		kind := p.classify(workCtx, ctx, err)
 		hold := false
 		if permit != nil {
@@ -143,8 +144,8 @@ func (p *Pool) notStarted(workCtx context.Context, msg *message.Message) {
 // attempt runs the handler once under msg's context, with the handler
 // timeout. returned is false when the handler ignored its cancellation and
 // its watch settled the message without it.
-func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (took time.Duration, returned bool, err error) {
-	ctx := msgCtx
+func (p *Pool) attempt(w *handlerWatch) (took time.Duration, returned bool, err error) {
+	ctx := w.msgCtx
 	if p.cfg.HandlerTimeout > 0 {
 		var cancelTimeout context.CancelFunc
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, p.cfg.HandlerTimeout, errHandlerTimeout)
@@ -152,15 +153,15 @@ func (p *Pool) attempt(workCtx, msgCtx context.Context, msg *message.Message) (t
 	}
 	p.metrics.HandlersRunning.Inc()
 	start := time.Now()
-	w := p.watch(workCtx, ctx, msg)
-	err = p.call(ctx, msg)
+	stop := p.begin(w, ctx)
+	err = p.call(ctx, w.msg)
 	took = time.Since(start)
 	p.metrics.HandlersRunning.Dec()
 	p.metrics.HandlerDuration.Observe(took.Seconds())
 	if err != nil && errors.Is(context.Cause(ctx), errHandlerTimeout) {
 		err = fmt.Errorf("%w: %w", errHandlerTimeout, err)
 	}
-	return took, p.returned(w), err
+	return took, p.returned(w, stop), err
 }
 
 // classify is what a call says about the downstream: nothing when the

@@ -11,47 +11,95 @@ import (
 	"github.com/sqsworker/sqsworker/internal/message"
 )
 
-// handlerWatch settles a message without its handler when the handler
-// ignores its cancellation: HangGrace after the handler's context is done,
-// if the handler has not returned, the watch settles the message (as a
-// timeout, a lost lease or a release, by the cancellation's cause). It
-// costs no goroutine until then.
+// handlerWatch is one message's handler calls, and settles the message
+// without its handler when the handler ignores its cancellation: HangGrace
+// after the handler's context is cancelled (its lease lost, the handler
+// timeout, a forced stop), if the handler has not returned, the watch
+// settles the message (as a timeout, a lost lease or a release, by the
+// cancellation's cause). Whatever cancels the context arms the watch, so
+// a handler that returns in time costs no timer and no goroutine.
 type handlerWatch struct {
-	msg   *message.Message
-	state atomic.Int32 // watchRunning, watchReturned or watchAbandoned
-	stop  func() bool
+	p       *Pool
+	msg     *message.Message
+	workCtx context.Context
+	// msgCtx is the message's context, ended by cancel: its lease lost, a
+	// forced stop, or the message settled.
+	msgCtx context.Context
+	cancel context.CancelCauseFunc
+	state  atomic.Int32 // watchRunning, watchReturned or watchAbandoned
+	armed  atomic.Bool
 }
 
 const (
-	watchRunning = iota
-	watchReturned
+	watchReturned = iota
+	watchRunning
 	watchAbandoned
 )
 
-func (p *Pool) watch(workCtx, ctx context.Context, msg *message.Message) *handlerWatch {
-	w := &handlerWatch{msg: msg}
+func (p *Pool) newWatch(workCtx context.Context, msg *message.Message) *handlerWatch {
+	ctx, cancel := context.WithCancelCause(workCtx)
+	return &handlerWatch{p: p, msg: msg, workCtx: workCtx, msgCtx: ctx, cancel: cancel}
+}
+
+// lost cancels the message's context, as the lease table does when the
+// lease is lost, and arms the watch.
+func (w *handlerWatch) lost(cause error) {
+	w.cancel(cause)
+	w.p.arm(w, w.msgCtx)
+}
+
+// begin marks a handler call under ctx (msgCtx, or a child of it with the
+// handler timeout) as running. The returned stop, when not nil, must be
+// called once it returned.
+func (p *Pool) begin(w *handlerWatch, ctx context.Context) (stop func() bool) {
+	w.state.Store(watchRunning)
 	p.runMu.Lock()
 	p.running[w] = struct{}{}
 	p.runMu.Unlock()
+	if ctx != w.msgCtx {
+		// Its own deadline: nobody else cancels it.
+		return context.AfterFunc(ctx, func() { p.arm(w, ctx) })
+	}
+	if ctx.Err() != nil {
+		p.arm(w, ctx) // cancelled before armAll could see it running
+	}
+	return nil
+}
+
+// arm settles w's message HangGrace from now unless its handler returns
+// first; ctx is the cancelled context, whose cause says why.
+func (p *Pool) arm(w *handlerWatch, ctx context.Context) {
+	if !w.armed.CompareAndSwap(false, true) {
+		return
+	}
 	grace := p.cfg.HangGrace
-	w.stop = context.AfterFunc(ctx, func() {
-		time.AfterFunc(grace, func() {
-			if !w.state.CompareAndSwap(watchRunning, watchAbandoned) {
-				return
-			}
-			p.metrics.HandlersHung.Inc()
-			p.log.Error("handler ignored its cancellation; settling its message without it (its slot stays busy until it returns)",
-				zap.String("message_id", msg.ID), zap.Duration("grace", grace), zap.Error(context.Cause(ctx)))
-			p.settle(workCtx, ctx, msg, fmt.Errorf("%w for %s: %w", errHung, grace, context.Cause(ctx)))
-		})
+	time.AfterFunc(grace, func() {
+		if !w.state.CompareAndSwap(watchRunning, watchAbandoned) {
+			return
+		}
+		p.metrics.HandlersHung.Inc()
+		p.log.Error("handler ignored its cancellation; settling its message without it (its slot stays busy until it returns)",
+			zap.String("message_id", w.msg.ID), zap.Duration("grace", grace), zap.Error(context.Cause(ctx)))
+		p.settle(w.workCtx, ctx, w.msg, fmt.Errorf("%w for %s: %w", errHung, grace, context.Cause(ctx)))
 	})
-	return w
+}
+
+// armAll arms the watch of every running handler: the pool's context
+// ended, a forced stop.
+func (p *Pool) armAll() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	for w := range p.running {
+		p.arm(w, w.msgCtx)
+	}
 }
 
 // returned reports whether the handler returned before the watch gave up
-// on it, in which case its result settles the message.
-func (p *Pool) returned(w *handlerWatch) bool {
-	w.stop()
+// on it, in which case its result settles the message. stop is begin's.
+func (p *Pool) returned(w *handlerWatch, stop func() bool) bool {
+	if stop != nil {
+		stop()
+	}
 	p.runMu.Lock()
 	delete(p.running, w)
 	p.runMu.Unlock()

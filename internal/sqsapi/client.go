@@ -158,8 +158,9 @@ func observeOption(obs Observer) []func(*middleware.Stack) error {
 	if obs == nil {
 		return nil
 	}
+	mw := observe(obs)
 	return []func(*middleware.Stack) error{func(s *middleware.Stack) error {
-		return s.Finalize.Add(observe(obs), middleware.After)
+		return s.Finalize.Add(mw, middleware.After)
 	}}
 }
 
