@@ -109,11 +109,7 @@ func NewBatcher(cfg BatchConfig, inv Invoker) (*Batcher, error) {
 // Handle adds msg to the open batch, or opens one, and returns once that
 // batch's invocation answered for msg, or ctx ends.
 func (b *Batcher) Handle(ctx context.Context, msg *message.Message) error {
-	rec, err := encodeRecord(msg, b.cfg.Region)
-	if err != nil {
-		return fmt.Errorf("encode message %s as an SQS event record: %w", msg.ID, err)
-	}
-	c := &call{ctx: ctx, msg: msg, record: rec, done: make(chan struct{})}
+	c := &call{ctx: ctx, msg: msg, record: encodeRecord(msg, b.cfg.Region), done: make(chan struct{})}
 	if bt := b.join(c); bt != nil {
 		go b.run(bt)
 	}

@@ -115,11 +115,6 @@ func parseQueueARN(queueURL, region string) (arn, rg string) {
 	return fmt.Sprintf("arn:%s:sqs:%s:%s:%s", partition, rg, parts[0], parts[1]), rg
 }
 
-// encodeRecord is Record(msg, region) as JSON.
-func encodeRecord(msg *message.Message, region string) ([]byte, error) {
-	return json.Marshal(Record(msg, region))
-}
-
 // joinEvent is the event of records encoded by encodeRecord, byte for
 // byte what json.Marshal(events.SQSEvent{Records: …}) writes.
 func joinEvent(records [][]byte) []byte {
