@@ -79,19 +79,14 @@ func run(addr string, s *sink) error {
 	return nil
 }
 
-// event is the part of a Lambda SQS event the sink reads.
-type event struct {
-	Records []json.RawMessage `json:"Records"`
-}
-
 func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	messages, batch := int64(1), false
 	if bytes.HasPrefix(body, []byte(`{"Records":`)) {
-		var e event
-		if json.Unmarshal(body, &e) == nil {
-			messages, batch = int64(len(e.Records)), true
-		}
+		// Counted, not decoded, as a no-op function would not read them:
+		// each record has one messageId, and a body that holds the
+		// string has it escaped.
+		messages, batch = int64(bytes.Count(body, []byte(`{"messageId":`))), true
 	}
 	n := s.open.Add(1)
 	if s.capacity > 0 && n > s.capacity {
