@@ -88,12 +88,14 @@ type Options struct {
 	Scenarios []string
 	// Scale multiplies every message count. Defaults to 1.
 	Scale float64
-	// ThroughputMessages overrides the message count of noop-throughput
-	// (and binary-noop), 50,000 × Scale.
+	// ThroughputMessages overrides the message count of binary-noop,
+	// requests-per-message and http-batch, 50,000 × Scale; noop-throughput
+	// takes twice as many on each side.
 	ThroughputMessages int
 	// ThroughputRounds is how many rounds noop-throughput alternates worker
 	// and raw loop in, at most one per 2,000 messages; each starts with the
-	// other side from the round before. Defaults to 10: single rounds on a shared 2-core machine range ±20%.
+	// other side from the round before. Defaults to 8: single rounds on a
+	// shared 2-core machine range ±20%.
 	ThroughputRounds int
 	// Concurrency is the worker's for noop-throughput,
 	// requests-per-message, binary-noop and pickup-latency. Defaults to
@@ -154,7 +156,7 @@ func (o *Options) defaults() {
 		o.Scale = 1
 	}
 	if o.ThroughputRounds <= 0 {
-		o.ThroughputRounds = 10
+		o.ThroughputRounds = 8
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = config.DefaultConcurrency
