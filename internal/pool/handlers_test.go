@@ -84,6 +84,54 @@ func TestPoolHungHandlerSettledWithoutIt(t *testing.T) {
 	}
 }
 
+// TestPoolHungHandlerWatchedWhenCancelled: a handler that ignores the
+// cancellation of its context, by a lost lease or by the pool's context
+// ending (a forced stop), has its message settled without it after the
+// grace: dropped when the lease was lost, released on a forced stop.
+func TestPoolHungHandlerWatchedWhenCancelled(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name              string
+		lost              bool
+		removed, released int
+	}{
+		{name: "lease lost", lost: true, removed: 1},
+		{name: "forced stop", released: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			unblock := make(chan struct{})
+			started := make(chan struct{})
+			tp := newTestPool(Config{Concurrency: 1, HangGrace: 20 * time.Millisecond},
+				handler.Func(func(context.Context, *message.Message) error {
+					close(started)
+					<-unblock // ignores ctx
+					return nil
+				}))
+			workCtx, cancelWork := context.WithCancel(context.Background())
+			defer cancelWork()
+			msg := newMessage("hang", 1)
+			done := tp.start(workCtx, feed(msg))
+			<-started
+			if tt.lost {
+				tp.leases.lose(msg)
+			} else {
+				cancelWork()
+			}
+			testkit.Eventually(t, 10*time.Second, "the hung handler's message settled without it", func() bool {
+				return testkit.Value(tp.metrics.HandlersHung) == 1
+			})
+			close(unblock)
+			wait(t, done, "Run")
+			log := tp.leases.snapshot()
+			if len(log.removed) != tt.removed || len(log.released) != tt.released || len(log.retries) != 0 || len(tp.acker.all()) != 0 {
+				t.Errorf("removed %d, released %d, retried %d, deleted %d; want %d, %d, 0, 0",
+					len(log.removed), len(log.released), len(log.retries), len(tp.acker.all()), tt.removed, tt.released)
+			}
+		})
+	}
+}
+
 // TestPoolAbandonRunning: after a forced shutdown, the messages of handlers
 // that ignore their cancellation are released at once, exactly once.
 func TestPoolAbandonRunning(t *testing.T) {

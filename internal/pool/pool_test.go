@@ -39,20 +39,33 @@ type fakeLeases struct {
 	retries  []retried
 	released []*message.Message
 	observed int
+	cancels  map[*message.Message]context.CancelCauseFunc
 }
 
 func newFakeLeases() *fakeLeases {
-	return &fakeLeases{dead: map[*message.Message]bool{}, noStart: map[*message.Message]bool{}}
+	return &fakeLeases{dead: map[*message.Message]bool{}, noStart: map[*message.Message]bool{},
+		cancels: map[*message.Message]context.CancelCauseFunc{}}
 }
 
-func (l *fakeLeases) Begin(msg *message.Message, _ context.CancelCauseFunc) bool {
+func (l *fakeLeases) Begin(msg *message.Message, cancel context.CancelCauseFunc) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.noStart[msg] {
 		return false
 	}
 	l.started = append(l.started, msg)
+	l.cancels[msg] = cancel
 	return true
+}
+
+// lose loses msg's lease as the lease table does: dead, and its handler's
+// context cancelled.
+func (l *fakeLeases) lose(msg *message.Message) {
+	l.mu.Lock()
+	l.dead[msg] = true
+	cancel := l.cancels[msg]
+	l.mu.Unlock()
+	cancel(errors.New("lease lost"))
 }
 
 func (l *fakeLeases) Alive(msg *message.Message) bool {

@@ -67,9 +67,10 @@ func (p *Pool) begin(w *handlerWatch, ctx context.Context) (stop func() bool) {
 }
 
 // arm settles w's message HangGrace from now unless its handler returns
-// first; ctx is the cancelled context, whose cause says why.
+// first; ctx is the cancelled context, whose cause says why. Nothing is
+// armed while no handler runs: begin arms a call that starts cancelled.
 func (p *Pool) arm(w *handlerWatch, ctx context.Context) {
-	if !w.armed.CompareAndSwap(false, true) {
+	if w.state.Load() != watchRunning || !w.armed.CompareAndSwap(false, true) {
 		return
 	}
 	grace := p.cfg.HangGrace
