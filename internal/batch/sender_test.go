@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sqsworker/sqsworker/internal/message"
+	"github.com/sqsworker/sqsworker/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -273,6 +274,44 @@ func TestAddCoalescesAndSupersedes(t *testing.T) {
 	}
 	if n, blocking := s.Backlog(); n != 0 || blocking {
 		t.Errorf("backlog %d (blocking %v) after Stop; want 0", n, blocking)
+	}
+}
+
+// TestPartialBatchWaitsWhileEverySenderIsBusy: a batch whose flush
+// interval passed while no sender was free keeps filling, rather than
+// queue a call of one entry behind the busy ones.
+func TestPartialBatchWaitsWhileEverySenderIsBusy(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	rec := &recorder{answer: func(call int, entries []Entry) ([]string, []types.BatchResultErrorEntry, error) {
+		if call == 1 {
+			<-release
+		}
+		return applyAll(entries), nil, nil
+	}}
+	var res results
+	s := newSender(t, Config{FlushInterval: time.Millisecond, MaxInFlight: 1}, rec)
+	es := entries(11, &res)
+	if err := s.Add(t.Context(), es[0]); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the first entry's call in flight", func() bool { return len(rec.snapshot()) == 1 })
+	for i, e := range es[1:] {
+		if err := s.Add(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			// Several flush intervals pass with the only sender busy.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(release)
+	testkit.Eventually(t, 10*time.Second, "every entry applied", func() bool {
+		n, _ := s.Backlog()
+		return n == 0
+	})
+	if calls := rec.snapshot(); len(calls) != 2 || len(calls[1]) != 10 {
+		t.Errorf("calls %v; want the first entry alone, then one call of the other ten", calls)
 	}
 }
 
