@@ -241,7 +241,9 @@ func (p *Pool) run(workCtx context.Context, in <-chan *message.Message) {
 			// Go, not Submit: no future to allocate per message.
 			if err := p.pond.Go(func() {
 				defer func() { <-p.slots }()
-				p.runChain(workCtx, msg)
+				for ok := true; ok; msg, ok = p.next() {
+					p.runChain(workCtx, msg)
+				}
 			}); err != nil {
 				<-p.slots // cannot happen while Run owns the pool; never drop a message
 				p.release(workCtx, []*message.Message{msg})
@@ -250,6 +252,27 @@ func (p *Pool) run(workCtx context.Context, in <-chan *message.Message) {
 			p.releaseRest(workCtx, msg, in)
 			return
 		}
+	}
+}
+
+// next hands a handler that finished its message the next one waiting in
+// in, without waiting: it goes on with it on its own slot, rather than
+// give the slot back for run to hand out again, which at saturation cost a
+// wake-up of run and a goroutine per message. Not on FIFO queues, whose
+// messages must be claimed for their group in the order they arrive, by
+// run alone; nor once the pool drains, when run releases what is left.
+func (p *Pool) next() (*message.Message, bool) {
+	if p.cfg.FIFO || p.draining.Load() {
+		return nil, false
+	}
+	select {
+	case msg, ok := <-p.in:
+		if ok {
+			p.metrics.MessagesBuffered.Set(float64(len(p.in)))
+		}
+		return msg, ok
+	default:
+		return nil, false
 	}
 }
 
