@@ -1,7 +1,8 @@
 // Package pool runs the handler over received messages on an alitto/pond
-// pool: one task per message, each with its own context, panics recovered
-// and counted, and on FIFO queues one message of a group at a time, in
-// receive order.
+// pool: a task per free slot, which goes on with the messages waiting
+// when it finishes one; each message with its own context, panics
+// recovered and counted, and on FIFO queues one message of a group at a
+// time, in receive order.
 package pool
 
 import (
