@@ -57,14 +57,8 @@ func (e *env) httpBatch(ctx context.Context) error {
 			raw.cpu += res.cpu
 			return err
 		}
-		steps := []func() error{batchRound, rawRound}
-		if r%2 == 1 {
-			steps[0], steps[1] = rawRound, batchRound
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return err
-			}
+		if err := alternate(r, batchRound, rawRound); err != nil {
+			return err
 		}
 	}
 	single, err := run("http-one", n)

@@ -78,14 +78,8 @@ func (e *env) throughput(ctx context.Context) error {
 			rt, rTook, rawReqs, rUse = res.took, rTook+res.took, rawReqs+res.requests, rUse.add(res.usage)
 			return err
 		}
-		steps := []func() error{worker, rawRound}
-		if r%2 == 1 {
-			steps[0], steps[1] = rawRound, worker
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return err
-			}
+		if err := alternate(r, worker, rawRound); err != nil {
+			return err
 		}
 		ratios = append(ratios, rt.Seconds()/wt.Seconds())
 		e.progress("%s round %d/%d: worker %s, raw loop %s", scenarioThroughput, r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
@@ -291,6 +285,18 @@ func (e *env) rawLoop(ctx context.Context, url string, goroutines, n int) (rawRe
 		return rawResult{}, err
 	}
 	return rawResult{took: end.Sub(start), requests: float64(requests.Load()), cpu: cpu1 - cpu0, machine: m1.sub(m0), usage: use1.sub(use0)}, nil
+}
+
+// alternate runs a then b in even rounds, b then a in odd ones, so that
+// neither side always runs on a server just filled, or just drained.
+func alternate(round int, a, b func() error) error {
+	if round%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }
 
 // indexBodies returns n bodies, each its own index.
