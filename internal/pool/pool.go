@@ -8,8 +8,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -386,20 +384,4 @@ func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err er
 	defer cancelRetry()
 	p.leases.Retry(rctx, msg, max(delay, 0))
 	return false
-}
-
-func (p *Pool) lost(msg *message.Message, why string) {
-	p.log.Warn(why, zap.String("message_id", msg.ID))
-	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeLost).Inc()
-	p.leases.Remove(msg)
-}
-
-// call runs the handler, turning a panic into an error with its stack.
-func (p *Pool) call(ctx context.Context, msg *message.Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
-		}
-	}()
-	return p.handler.Handle(ctx, msg)
 }

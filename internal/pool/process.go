@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -207,4 +208,20 @@ func (p *Pool) deadLetter(ctx context.Context, msg *message.Message, reason stri
 	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeDeadLettered).Inc()
 	p.log.Info("handler said the message can never succeed; sent it to the dead-letter queue", fields...)
 	return true
+}
+
+func (p *Pool) lost(msg *message.Message, why string) {
+	p.log.Warn(why, zap.String("message_id", msg.ID))
+	p.metrics.MessagesProcessed.WithLabelValues(metrics.OutcomeLost).Inc()
+	p.leases.Remove(msg)
+}
+
+// call runs the handler, turning a panic into an error with its stack.
+func (p *Pool) call(ctx context.Context, msg *message.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
+		}
+	}()
+	return p.handler.Handle(ctx, msg)
 }
