@@ -219,7 +219,7 @@ func (e *env) binaryNoop(ctx context.Context) error {
 		rawWhere += ", with the in-process latency proxy"
 	}
 	e.add(scenarioBinary, "binary CPU per message, HTTP no-op handler (worker process utime+stime ÷ messages)", workerUS, "µs", atMost(cpuBudgetMicros),
-		fmt.Sprintf("raw SDK loop %.0f µs/msg (%d goroutines, receive 10 → delete batch, %s)", rawUS, e.pinned(), rawWhere), rawUS,
+		fmt.Sprintf("raw SDK loop %.0f µs/msg (%d goroutines, receive 10 with every attribute → delete batch, %s)", rawUS, e.pinned(), rawWhere), rawUS,
 		fmt.Sprintf("%.2f CPU s for %s msgs at %s; %.1f KiB in %.0f allocations per message; the handler process's %.0f µs/msg not included",
 			run.workerCPU, thousands(float64(n)), format(rate, "msg/s"), run.allocBytes/float64(n)/1024, run.allocs/float64(n), handlerUS))
 	e.add(scenarioBinary, "CPU per message of the no-op HTTP handler process (not the worker's)", handlerUS, "µs", nil,

@@ -72,7 +72,7 @@ func (e *env) httpBatch(ctx context.Context) error {
 	batchUS, singleUS := perMsg(batch.workerCPU, total), perMsg(single.workerCPU, n)
 	setting := fmt.Sprintf("%d rounds of %s msgs alternating batches and raw loop, then %s one per request; concurrency %d (requests in flight)",
 		rounds, thousands(float64(n)), thousands(float64(n)), e.opts.Concurrency)
-	rawText := fmt.Sprintf("raw SDK loop %s, %.1f µs/msg (%d goroutines, receive 10 → delete batch)", format(rawRate, "msg/s"), rawUS, e.pinned())
+	rawText := fmt.Sprintf("raw SDK loop %s, %.1f µs/msg (%d goroutines, receive 10 with every attribute → delete batch)", format(rawRate, "msg/s"), rawUS, e.pinned())
 	e.add(scenarioHTTPBatch, "binary, HTTP batches of 10: throughput ÷ raw SDK loop", rate(batch, total)/rawRate, "ratio", atLeast(0.9),
 		rawText, rawRate, fmt.Sprintf("batches %s; one message per request %s (%.2f of the raw loop); %s",
 			format(rate(batch, total), "msg/s"), format(rate(single, n), "msg/s"), rate(single, n)/rawRate, setting))
