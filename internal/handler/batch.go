@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/message"
@@ -72,17 +71,23 @@ type Batcher struct {
 	open *batch // the batch messages join now, nil when none
 }
 
-// batch is the messages of one invocation.
+// batch is the messages of one invocation. Its fields but full are
+// guarded by the Batcher's mu.
 type batch struct {
 	calls  []*call
 	bytes  int           // of the records, without the event's wrapping
 	full   chan struct{} // closed when no more messages may join
 	sealed bool
+	// gaveUp counts the calls whose context ended before the answer;
+	// once it is every call, the invocation is cancelled (cancel), or
+	// not made (gone).
+	gaveUp int
+	gone   bool
+	cancel context.CancelFunc
 }
 
 // call is one Handle waiting for its batch.
 type call struct {
-	ctx    context.Context
 	msg    *message.Message
 	record []byte
 	err    error
@@ -109,22 +114,41 @@ func NewBatcher(cfg BatchConfig, inv Invoker) (*Batcher, error) {
 // Handle adds msg to the open batch, or opens one, and returns once that
 // batch's invocation answered for msg, or ctx ends.
 func (b *Batcher) Handle(ctx context.Context, msg *message.Message) error {
-	c := &call{ctx: ctx, msg: msg, record: encodeRecord(msg, b.cfg.Region), done: make(chan struct{})}
-	if bt := b.join(c); bt != nil {
+	c := &call{msg: msg, record: encodeRecord(msg, b.cfg.Region), done: make(chan struct{})}
+	bt, opened := b.join(c)
+	if opened {
 		go b.run(bt)
 	}
 	select {
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
+		b.giveUp(bt)
 		return context.Cause(ctx)
 	}
 }
 
-// join adds c to the open batch; it returns a batch when c opened it.
-// A message that would make the event larger than MaxPayload closes the
-// open batch and opens the next.
-func (b *Batcher) join(c *call) (opened *batch) {
+// giveUp counts a call of bt whose context ended. The invocation is
+// cancelled only when every call's has: a message whose lease is lost
+// does not cut the batch short for the rest.
+func (b *Batcher) giveUp(bt *batch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bt.gaveUp++
+	if bt.gaveUp < len(bt.calls) {
+		return
+	}
+	b.sealLocked(bt) // nobody joins a batch nobody waits for
+	bt.gone = true
+	if bt.cancel != nil {
+		bt.cancel()
+	}
+}
+
+// join adds c to the open batch, or to a new one it opened. A message
+// that would make the event larger than MaxPayload closes the open batch
+// and opens the next.
+func (b *Batcher) join(c *call) (joined *batch, opened bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	bt := b.open
@@ -134,14 +158,14 @@ func (b *Batcher) join(c *call) (opened *batch) {
 	}
 	if bt == nil {
 		bt = &batch{full: make(chan struct{})}
-		b.open, opened = bt, bt
+		b.open, opened = bt, true
 	}
 	bt.calls = append(bt.calls, c)
 	bt.bytes += len(c.record)
 	if len(bt.calls) >= b.cfg.Size {
 		b.sealLocked(bt)
 	}
-	return opened
+	return bt, opened
 }
 
 func (b *Batcher) sealLocked(bt *batch) {
@@ -166,28 +190,22 @@ func (b *Batcher) run(bt *batch) {
 	t.Stop()
 	b.slots <- struct{}{}
 	defer func() { <-b.slots }()
-	b.mu.Lock()
-	b.sealLocked(bt)
-	b.mu.Unlock()
-	b.send(bt.calls)
-}
-
-// send invokes the function with calls' messages and ends every call.
-// The invocation is cancelled only when every call's context is done: a
-// message whose lease is lost does not cut the batch short for the rest.
-func (b *Batcher) send(calls []*call) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var waiting atomic.Int64
-	waiting.Store(int64(len(calls)))
-	for _, c := range calls {
-		stop := context.AfterFunc(c.ctx, func() {
-			if waiting.Add(-1) == 0 {
-				cancel()
-			}
-		})
-		defer stop()
+	b.mu.Lock()
+	b.sealLocked(bt)
+	bt.cancel = cancel
+	if bt.gone {
+		cancel()
 	}
+	calls := bt.calls
+	b.mu.Unlock()
+	b.send(ctx, calls)
+}
+
+// send invokes the function with calls' messages under ctx, which giveUp
+// cancels, and ends every call.
+func (b *Batcher) send(ctx context.Context, calls []*call) {
 	records := make([][]byte, len(calls))
 	ids := make(map[string]bool, len(calls))
 	for i, c := range calls {
