@@ -225,6 +225,7 @@ type env struct {
 	report   *Report
 	prof     *profiler
 	built    map[string]string // import path → binary, built on first use
+	queues   []string          // created, to delete (dropQueues)
 	tmp      string
 	// noop is what the in-process noop-throughput run measured, for
 	// requests-per-message and binary-noop to compare.
@@ -312,7 +313,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if !slices.ContainsFunc(run.ids, e.selected) {
 			continue
 		}
-		if err := run.fn(ctx); err != nil {
+		err := run.fn(ctx)
+		e.dropQueues()
+		if err != nil {
 			r.Seconds = time.Since(started).Seconds()
 			return r, fmt.Errorf("%s: %w", strings.Join(run.ids, "/"), err)
 		}
@@ -363,7 +366,7 @@ func (e *env) fetchersSetting() string {
 
 // fill creates a queue and sends bodies to it.
 func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions, bodies []string) (sqstest.Queue, error) {
-	q, err := e.srv.CreateQueue(ctx, prefix, opts)
+	q, err := e.createQueue(ctx, prefix, opts)
 	if err != nil {
 		return q, err
 	}
@@ -374,6 +377,28 @@ func (e *env) fill(ctx context.Context, prefix string, opts sqstest.QueueOptions
 		}
 	}
 	return q, nil
+}
+
+// createQueue creates a queue that dropQueues deletes.
+func (e *env) createQueue(ctx context.Context, prefix string, opts sqstest.QueueOptions) (sqstest.Queue, error) {
+	q, err := e.srv.CreateQueue(ctx, prefix, opts)
+	if err == nil {
+		e.queues = append(e.queues, q.URL)
+		if q.DLQURL != "" {
+			e.queues = append(e.queues, q.DLQURL)
+		}
+	}
+	return q, err
+}
+
+// dropQueues deletes the queues created so far, once a scenario or a
+// round is done with them, so that the server does not carry every
+// earlier queue into what is measured next.
+func (e *env) dropQueues() {
+	for _, url := range e.queues {
+		e.dropQueue(url)
+	}
+	e.queues = e.queues[:0]
 }
 
 // errStopped is returned when the worker stops on its own mid-scenario.

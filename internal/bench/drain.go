@@ -86,7 +86,7 @@ func (e *env) drain(ctx context.Context) error {
 
 // fillLines creates a queue and sends lines to it with the load tool.
 func (e *env) fillLines(ctx context.Context, prefix string, lines []line.Line) (sqstest.Queue, error) {
-	q, err := e.srv.CreateQueue(ctx, prefix, sqstest.QueueOptions{})
+	q, err := e.createQueue(ctx, prefix, sqstest.QueueOptions{})
 	if err != nil {
 		return q, err
 	}

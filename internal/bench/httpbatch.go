@@ -60,6 +60,7 @@ func (e *env) httpBatch(ctx context.Context) error {
 		if err := alternate(r, batchRound, rawRound); err != nil {
 			return err
 		}
+		e.dropQueues()
 	}
 	single, err := run("http-one", n)
 	if err != nil {

@@ -107,7 +107,7 @@ func writeLines(path string, lines []line.Line) error {
 // loadFile runs the load tool on path into a new queue, as `worker load`
 // does, and returns how long it took.
 func (e *env) loadFile(ctx context.Context, path string, fifo bool) (time.Duration, error) {
-	q, err := e.srv.CreateQueue(ctx, "load", sqstest.QueueOptions{FIFO: fifo})
+	q, err := e.createQueue(ctx, "load", sqstest.QueueOptions{FIFO: fifo})
 	if err != nil {
 		return 0, err
 	}
@@ -133,7 +133,7 @@ func (e *env) loadFile(ctx context.Context, path string, fifo bool) (time.Durati
 // rawSend is the baseline: the same messages, already in batches of ten,
 // sent by senders goroutines as fast as they can.
 func (e *env) rawSend(ctx context.Context, lines []line.Line, fifo bool, senders int) (time.Duration, error) {
-	q, err := e.srv.CreateQueue(ctx, "load-raw", sqstest.QueueOptions{FIFO: fifo})
+	q, err := e.createQueue(ctx, "load-raw", sqstest.QueueOptions{FIFO: fifo})
 	if err != nil {
 		return 0, err
 	}

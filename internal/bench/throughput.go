@@ -81,6 +81,7 @@ func (e *env) throughput(ctx context.Context) error {
 		if err := alternate(r, worker, rawRound); err != nil {
 			return err
 		}
+		e.dropQueues()
 		ratios = append(ratios, rt.Seconds()/wt.Seconds())
 		e.progress("%s round %d/%d: worker %s, raw loop %s", scenarioThroughput, r+1, rounds, format(float64(m)/wt.Seconds(), "msg/s"), format(float64(m)/rt.Seconds(), "msg/s"))
 	}
