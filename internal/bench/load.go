@@ -176,11 +176,3 @@ func (e *env) rawSend(ctx context.Context, lines []line.Line, fifo bool, senders
 	close(errc)
 	return took, <-errc
 }
-
-// dropQueue deletes a queue a scenario filled, so the server does not
-// carry its messages into the next scenario.
-func (e *env) dropQueue(url string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _ = e.srv.Client().DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
-}
