@@ -301,8 +301,16 @@ func TestPartialBatchWaitsWhileEverySenderIsBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			// Several flush intervals pass with the only sender busy.
-			time.Sleep(20 * time.Millisecond)
+			// Its flush interval passes with the only sender busy: the
+			// flush is put off, not sent.
+			s.mu.Lock()
+			due := s.flushAt
+			s.mu.Unlock()
+			testkit.Eventually(t, 10*time.Second, "the partial batch's flush put off", func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.flushAt.After(due)
+			})
 		}
 	}
 	close(release)
