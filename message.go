@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 )
 
@@ -69,21 +70,23 @@ type HandlerFunc func(ctx context.Context, m *Message) error
 func (f HandlerFunc) HandleMessage(ctx context.Context, m *Message) error { return f(ctx, m) }
 
 // handlerAdapter is h as the pipeline calls it.
-type handlerAdapter struct {
-	h Handler
-	// received: h reads the message as received from its context.
-	received bool
-}
+type handlerAdapter struct{ h Handler }
 
-func newHandlerAdapter(h Handler) handlerAdapter {
-	_, received := h.(message.Wanter)
-	return handlerAdapter{h: h, received: received}
+// internalHandler is a handler of this module's own, the worker binary's
+// built-in handlers: the pipeline calls the handler Internal returns as
+// it is, with the message as received (receipt handle included) and, for
+// a batch handler, a batch at a time.
+type internalHandler interface{ Internal() handler.Handler }
+
+// pipelineHandler is h as the pipeline calls it.
+func pipelineHandler(h Handler) handler.Handler {
+	if in, ok := h.(internalHandler); ok {
+		return in.Internal()
+	}
+	return handlerAdapter{h: h}
 }
 
 func (a handlerAdapter) Handle(ctx context.Context, m *message.Message) error {
-	if a.received {
-		ctx = message.NewContext(ctx, m)
-	}
 	return a.h.HandleMessage(ctx, &Message{
 		ID: m.ID, Body: m.Body, Attributes: m.SystemAttributes, MessageAttributes: m.Attributes,
 		ReceiveCount: m.ReceiveCount, SentAt: m.SentAt, FirstReceivedAt: m.FirstReceivedAt, ReceivedAt: m.ReceivedAt,

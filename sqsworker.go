@@ -76,7 +76,7 @@ func New(client Client, queue string, h Handler, cfg *Config, opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	var inner handler.Handler = newHandlerAdapter(h)
+	inner := pipelineHandler(h)
 	if o.tracer != nil {
 		inner = tracing.Wrap(inner, o.tracer)
 	}

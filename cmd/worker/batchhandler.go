@@ -22,15 +22,14 @@ func newLambdaHandler(cfg config.Config) (handler.Handler, error) {
 	return newBatcher(cfg, inv)
 }
 
-// newBatcher collects the messages the pool runs at once into batches of
-// the configured size for inv; --concurrency is invocations at once.
+// newBatcher sends the batches the pipeline gathers, of the configured
+// size and window, to inv; --concurrency is invocations at once.
 func newBatcher(cfg config.Config, inv handler.Invoker) (handler.Handler, error) {
 	b, err := handler.NewBatcher(handler.BatchConfig{
-		Size:        cfg.Batch.Size(cfg.Handler),
-		Window:      cfg.Batch.BatchWindow,
-		Invocations: cfg.Concurrency,
-		FIFO:        cfg.FIFO(),
-		Region:      cmp.Or(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")),
+		Size:   cfg.Batch.Size(cfg.Handler),
+		Window: cfg.Batch.BatchWindow,
+		FIFO:   cfg.FIFO(),
+		Region: cmp.Or(cfg.Region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")),
 	}, inv)
 	if err != nil {
 		return nil, fmt.Errorf("--batch-size, --batch-window: %w", err)
@@ -39,8 +38,9 @@ func newBatcher(cfg config.Config, inv handler.Invoker) (handler.Handler, error)
 }
 
 // pipelineConcurrency is how many messages the pipeline runs at once:
-// with a batch handler every message of every invocation in flight is a
-// running handler call, whose lease the heartbeats keep alive.
+// with a batch handler every message of every invocation in flight, whose
+// lease the heartbeats keep alive; the pipeline runs as many invocations
+// at once as --concurrency says.
 func pipelineConcurrency(cfg config.Config) int {
 	if n := cfg.Batch.Size(cfg.Handler); n > 0 {
 		return cfg.Concurrency * n

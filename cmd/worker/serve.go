@@ -80,21 +80,17 @@ func addrOf(s *metrics.Server) string {
 	return s.Addr()
 }
 
-// builtin is a built-in handler (http, exec, and their SNS unwrap and
-// tracing) as the public package runs it.
+// builtin is a built-in handler (http, exec, lambda, and their SNS unwrap
+// and tracing) as the public package takes it: the package runs the
+// handler Internal returns as it is, batches included.
 type builtin struct{ h handler.Handler }
 
-// WantsReceived asks the public package for the message as received,
-// receipt handle included, in the handler's context (message.Wanter).
-func (builtin) WantsReceived() {}
+// Internal is the built-in handler itself.
+func (b builtin) Internal() handler.Handler { return b.h }
 
+// HandleMessage is the handler for a caller that has only the public
+// message, without its receipt handle; the public package never is one.
 func (b builtin) HandleMessage(ctx context.Context, m *sqsworker.Message) error {
-	// The public Message leaves the receipt handle out; the package passes
-	// the message it received in ctx, which the built-in handlers take as
-	// it is (they copy what they change).
-	if received, ok := message.FromContext(ctx); ok {
-		return b.h.Handle(ctx, received)
-	}
 	return b.h.Handle(ctx, &message.Message{
 		ID: m.ID, Body: m.Body, QueueURL: m.QueueURL,
 		ReceivedAt: m.ReceivedAt, ReceiveCount: m.ReceiveCount, FirstReceivedAt: m.FirstReceivedAt, SentAt: m.SentAt,

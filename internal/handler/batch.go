@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/sqsworker/sqsworker/internal/message"
@@ -31,17 +30,28 @@ type Invoker interface {
 	Invoke(ctx context.Context, event []byte) ([]byte, error)
 }
 
+// BatchHandler handles messages a batch at a time: the pool hands it up
+// to size messages at once, gathered for at most window, and settles each
+// message by its own result.
+type BatchHandler interface {
+	Handler
+	// HandleBatch returns each message's result, in the order of msgs. ctx
+	// is cancelled once every message's lease is lost, when the handler
+	// timeout passes, or on a forced stop.
+	HandleBatch(ctx context.Context, msgs []*message.Message) []error
+	// Batching is the most messages one call takes, and how long the
+	// pool waits at most for a batch to fill.
+	Batching() (size int, window time.Duration)
+}
+
 // BatchConfig configures a Batcher.
 type BatchConfig struct {
 	// Size is the most messages one invocation takes. Required.
 	Size int
 	// Window is the longest the first message of a batch waits for more.
 	// Defaults to 0: a batch is sent as soon as an invocation is free,
-	// with whatever came until then and at least gatherWindow after its
-	// first message.
+	// with the messages waiting then.
 	Window time.Duration
-	// Invocations is how many invocations may run at once. Required.
-	Invocations int
 	// FIFO fails, after a message of a batch failed, the later messages
 	// of its group in the batch too, so that they come back in order.
 	FIFO bool
@@ -52,46 +62,12 @@ type BatchConfig struct {
 	MaxPayload int
 }
 
-// gatherWindow is how long a batch waits at least for more messages: the
-// pool hands over the messages of one receive within microseconds of each
-// other, and they belong in one invocation, as Lambda's event source
-// mapping sends a receive's messages together.
-const gatherWindow = time.Millisecond
-
-// Batcher collects the messages the pool hands it at the same time into
-// batches, sends each batch as one Lambda SQS event, and returns each
-// message its own result: the pool calls Handle for every message of a
-// batch concurrently, and keeps every lease alive until its call returns.
+// Batcher sends each batch the pool hands it as one Lambda SQS event (two
+// or more when it would exceed MaxPayload) and returns each message its
+// own result, read from the answer as Lambda reads it.
 type Batcher struct {
 	cfg    BatchConfig
 	invoke Invoker
-	slots  chan struct{} // one per invocation running
-
-	mu   sync.Mutex
-	open *batch // the batch messages join now, nil when none
-}
-
-// batch is the messages of one invocation. Its fields but full are
-// guarded by the Batcher's mu.
-type batch struct {
-	calls  []*call
-	bytes  int           // of the records, without the event's wrapping
-	full   chan struct{} // closed when no more messages may join
-	sealed bool
-	// gaveUp counts the calls whose context ended before the answer;
-	// once it is every call, the invocation is cancelled (cancel), or
-	// not made (gone).
-	gaveUp int
-	gone   bool
-	cancel context.CancelFunc
-}
-
-// call is one Handle waiting for its batch.
-type call struct {
-	msg    *message.Message
-	record []byte
-	err    error
-	done   chan struct{}
 }
 
 // NewBatcher validates cfg and returns a Batcher sending through inv.
@@ -102,156 +78,91 @@ func NewBatcher(cfg BatchConfig, inv Invoker) (*Batcher, error) {
 	if cfg.Window < 0 || cfg.Window > MaxBatchWindow {
 		return nil, fmt.Errorf("batch: Window %s: must be between 0 and %s", cfg.Window, MaxBatchWindow)
 	}
-	if cfg.Invocations < 1 {
-		return nil, fmt.Errorf("batch: Invocations %d: must be 1 or more", cfg.Invocations)
-	}
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = MaxInvokePayload
 	}
-	return &Batcher{cfg: cfg, invoke: inv, slots: make(chan struct{}, cfg.Invocations)}, nil
+	return &Batcher{cfg: cfg, invoke: inv}, nil
 }
 
-// Handle adds msg to the open batch, or opens one, and returns once that
-// batch's invocation answered for msg, or ctx ends.
+// Batching is the batch size and window the Batcher was configured with.
+func (b *Batcher) Batching() (size int, window time.Duration) { return b.cfg.Size, b.cfg.Window }
+
+// Handle sends msg as a batch of one.
 func (b *Batcher) Handle(ctx context.Context, msg *message.Message) error {
-	c := &call{msg: msg, record: encodeRecord(msg, b.cfg.Region), done: make(chan struct{})}
-	bt, opened := b.join(c)
-	if opened {
-		go b.run(bt)
-	}
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		b.giveUp(bt)
-		return context.Cause(ctx)
-	}
+	return b.HandleBatch(ctx, []*message.Message{msg})[0]
 }
 
-// giveUp counts a call of bt whose context ended. The invocation is
-// cancelled only when every call's has: a message whose lease is lost
-// does not cut the batch short for the rest.
-func (b *Batcher) giveUp(bt *batch) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	bt.gaveUp++
-	if bt.gaveUp < len(bt.calls) {
-		return
+// HandleBatch sends msgs as one event, or as several in order when one
+// would be larger than MaxPayload, and returns each message's result.
+func (b *Batcher) HandleBatch(ctx context.Context, msgs []*message.Message) []error {
+	errs := make([]error, len(msgs))
+	size := len(eventStart) + len(eventEnd)
+	for _, m := range msgs {
+		size += recordCap(m)
 	}
-	b.sealLocked(bt) // nobody joins a batch nobody waits for
-	bt.gone = true
-	if bt.cancel != nil {
-		bt.cancel()
+	event := make([]byte, 0, min(size, b.cfg.MaxPayload+len(eventEnd)))
+	event = append(event, eventStart...)
+	first := 0
+	for i, m := range msgs {
+		mark := len(event)
+		if i > first {
+			event = append(event, ',')
+		}
+		event = appendRecord(event, m, b.cfg.Region)
+		if i == first || len(event)+len(eventEnd) <= b.cfg.MaxPayload {
+			continue
+		}
+		// m does not fit: send the messages before it, and start the next
+		// event with it.
+		b.send(ctx, msgs[first:i], append(event[:mark], eventEnd...), errs[first:i])
+		first = i
+		event = appendRecord(append(make([]byte, 0, cap(event)), eventStart...), m, b.cfg.Region)
 	}
+	b.send(ctx, msgs[first:], append(event, eventEnd...), errs[first:])
+	return errs
 }
 
-// join adds c to the open batch, or to a new one it opened. A message
-// that would make the event larger than MaxPayload closes the open batch
-// and opens the next.
-func (b *Batcher) join(c *call) (joined *batch, opened bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	bt := b.open
-	if bt != nil && eventSize(bt.bytes+len(c.record), len(bt.calls)+1) > b.cfg.MaxPayload {
-		b.sealLocked(bt)
-		bt = nil
+// send invokes the function with event, the records of msgs, and sets
+// each message's error in errs.
+func (b *Batcher) send(ctx context.Context, msgs []*message.Message, event []byte, errs []error) {
+	ids := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		ids[m.ID] = true
 	}
-	if bt == nil {
-		bt = &batch{full: make(chan struct{})}
-		b.open, opened = bt, true
-	}
-	bt.calls = append(bt.calls, c)
-	bt.bytes += len(c.record)
-	if len(bt.calls) >= b.cfg.Size {
-		b.sealLocked(bt)
-	}
-	return bt, opened
+	b.results(msgs, ids, errs, func() ([]byte, error) { return b.invoke.Invoke(ctx, event) })
 }
 
-func (b *Batcher) sealLocked(bt *batch) {
-	if bt.sealed {
-		return
-	}
-	bt.sealed = true
-	close(bt.full)
-	if b.open == bt {
-		b.open = nil
-	}
-}
-
-// run waits for bt to fill or its window to pass, then for an invocation
-// to be free (messages may still join meanwhile), and sends it.
-func (b *Batcher) run(bt *batch) {
-	t := time.NewTimer(max(b.cfg.Window, gatherWindow))
-	select {
-	case <-bt.full:
-	case <-t.C:
-	}
-	t.Stop()
-	b.slots <- struct{}{}
-	defer func() { <-b.slots }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b.mu.Lock()
-	b.sealLocked(bt)
-	bt.cancel = cancel
-	if bt.gone {
-		cancel()
-	}
-	calls := bt.calls
-	b.mu.Unlock()
-	b.send(ctx, calls)
-}
-
-// send invokes the function with calls' messages under ctx, which giveUp
-// cancels, and ends every call.
-func (b *Batcher) send(ctx context.Context, calls []*call) {
-	records := make([][]byte, len(calls))
-	ids := make(map[string]bool, len(calls))
-	for i, c := range calls {
-		records[i] = c.record
-		ids[c.msg.ID] = true
-	}
-	errs := b.results(calls, ids, func() ([]byte, error) { return b.invoke.Invoke(ctx, joinEvent(records)) })
-	for i, c := range calls {
-		c.err = errs[i]
-		close(c.done)
-	}
-}
-
-// results runs invoke and returns each call's error. With FIFO, a
+// results runs invoke and sets each message's error in errs. With FIFO, a
 // message after a failed one of its group failed too.
-func (b *Batcher) results(calls []*call, ids map[string]bool, invoke func() ([]byte, error)) []error {
-	errs := make([]error, len(calls))
+func (b *Batcher) results(msgs []*message.Message, ids map[string]bool, errs []error, invoke func() ([]byte, error)) {
 	resp, err := invoke()
 	var failed map[string]bool
 	if err == nil {
 		failed, err = ParseBatchResponse(resp, ids)
 	}
 	if err != nil {
-		for i, c := range calls {
-			errs[i] = batchFailed(c.msg, len(calls), err)
+		for i, m := range msgs {
+			errs[i] = batchFailed(m, len(msgs), err)
 		}
-		return errs
+		return
 	}
 	var failedGroups map[string]string
-	for i, c := range calls {
+	for i, m := range msgs {
 		switch {
-		case failed[c.msg.ID]:
-			errs[i] = fmt.Errorf("message %s: the function reported it in batchItemFailures", c.msg.ID)
+		case failed[m.ID]:
+			errs[i] = fmt.Errorf("message %s: the function reported it in batchItemFailures", m.ID)
 			if b.cfg.FIFO {
 				if failedGroups == nil {
 					failedGroups = make(map[string]string)
 				}
-				if _, ok := failedGroups[c.msg.GroupID]; !ok {
-					failedGroups[c.msg.GroupID] = c.msg.ID
+				if _, ok := failedGroups[m.GroupID]; !ok {
+					failedGroups[m.GroupID] = m.ID
 				}
 			}
-		case b.cfg.FIFO && failedGroups[c.msg.GroupID] != "":
-			errs[i] = fmt.Errorf("message %s: %w: %s of its group failed before it in the batch", c.msg.ID, ErrGroupFailed, failedGroups[c.msg.GroupID])
+		case b.cfg.FIFO && failedGroups[m.GroupID] != "":
+			errs[i] = fmt.Errorf("message %s: %w: %s of its group failed before it in the batch", m.ID, ErrGroupFailed, failedGroups[m.GroupID])
 		}
 	}
-	return errs
 }
 
 // ErrGroupFailed is the error of a FIFO message that was not processed

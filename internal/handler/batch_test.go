@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,22 +41,29 @@ func batchMessage(id, group string) *message.Message {
 func TestEventIsByteCompatibleWithEventsSQSEvent(t *testing.T) {
 	t.Parallel()
 	msgs := []*message.Message{batchMessage("m1", "g"), batchMessage("m2", "g")}
-	var records [][]byte
 	var want events.SQSEvent
 	for _, m := range msgs {
-		records = append(records, encodeRecord(m, "us-east-1"))
 		want.Records = append(want.Records, Record(m, "us-east-1"))
 	}
-	got := joinEvent(records)
+	var got []byte
+	b, err := NewBatcher(BatchConfig{Size: len(msgs)}, invokerFunc(func(_ context.Context, event []byte) ([]byte, error) {
+		got = event
+		return nil, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range b.HandleBatch(context.Background(), msgs) {
+		if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
 	wantJSON, err := json.Marshal(want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(got) != string(wantJSON) {
 		t.Fatalf("event\n%s\nwant json.Marshal(events.SQSEvent)\n%s", got, wantJSON)
-	}
-	if eventSize(len(records[0])+len(records[1]), 2) != len(got) {
-		t.Errorf("eventSize %d, want %d", eventSize(len(records[0])+len(records[1]), 2), len(got))
 	}
 	var ev events.SQSEvent
 	if err := json.Unmarshal(got, &ev); err != nil {
@@ -134,42 +140,18 @@ type invokerFunc func(ctx context.Context, event []byte) ([]byte, error)
 
 func (f invokerFunc) Invoke(ctx context.Context, event []byte) ([]byte, error) { return f(ctx, event) }
 
-// handleAll calls b.Handle for every message at once, as the pool does,
-// and returns each message's error.
-func handleAll(b *Batcher, msgs []*message.Message) map[string]error {
-	var mu sync.Mutex
-	errs := map[string]error{}
-	var wg sync.WaitGroup
-	for _, m := range msgs {
-		wg.Go(func() {
-			err := b.Handle(context.Background(), m)
-			mu.Lock()
-			errs[m.ID] = err
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return errs
-}
-
 // TestBatcherFIFOFailsTheRestOfAGroup: in a FIFO batch, after a failed
 // message the later messages of its group fail too; other groups do not.
 func TestBatcherFIFOFailsTheRestOfAGroup(t *testing.T) {
 	t.Parallel()
 	msgs := []*message.Message{batchMessage("a1", "A"), batchMessage("b1", "B"), batchMessage("a2", "A"), batchMessage("b2", "B"), batchMessage("a3", "A")}
-	b, err := NewBatcher(BatchConfig{Size: len(msgs), Window: time.Minute, Invocations: 1, FIFO: true}, nil)
+	b, err := NewBatcher(BatchConfig{Size: len(msgs), FIFO: true}, invokerFunc(func(context.Context, []byte) ([]byte, error) {
+		return []byte(`{"batchItemFailures":[{"itemIdentifier":"a2"}]}`), nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := make([]*call, len(msgs))
-	ids := map[string]bool{}
-	for i, m := range msgs {
-		calls[i] = &call{msg: m}
-		ids[m.ID] = true
-	}
-	errs := b.results(calls, ids, func() ([]byte, error) {
-		return []byte(`{"batchItemFailures":[{"itemIdentifier":"a2"}]}`), nil
-	})
+	errs := b.HandleBatch(context.Background(), msgs)
 	want := map[string]bool{"a1": false, "b1": false, "a2": true, "b2": false, "a3": true}
 	for i, m := range msgs {
 		if (errs[i] != nil) != want[m.ID] {
@@ -181,23 +163,25 @@ func TestBatcherFIFOFailsTheRestOfAGroup(t *testing.T) {
 	}
 }
 
-// TestBatcherBatchesAndSplits: concurrent calls make batches of at most
-// Size messages, and an event never exceeds MaxPayload.
-func TestBatcherBatchesAndSplits(t *testing.T) {
+// TestBatcherSplitsByPayload: a batch whose event would exceed
+// MaxPayload is sent as several events, in order, each within it, and
+// every message gets the result of its own.
+func TestBatcherSplitsByPayload(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name       string
-		size, max  int
-		n, batches int
+		name  string
+		max   int
+		sizes []int
 	}{
-		{name: "by size", size: 4, n: 8, batches: 2},
-		{name: "by payload", size: 8, max: 1500, n: 8, batches: 8},
+		{name: "fits", max: 0, sizes: []int{8}},
+		{name: "each alone", max: 1500, sizes: []int{1, 1, 1, 1, 1, 1, 1, 1}},
+		{name: "two a time", max: 2600, sizes: []int{2, 2, 2, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var mu sync.Mutex
 			var sizes []int
+			var order []string
 			inv := invokerFunc(func(_ context.Context, event []byte) ([]byte, error) {
 				var ev events.SQSEvent
 				if err := json.Unmarshal(event, &ev); err != nil {
@@ -206,36 +190,39 @@ func TestBatcherBatchesAndSplits(t *testing.T) {
 				if tt.max > 0 && len(event) > tt.max {
 					t.Errorf("event of %d bytes, over %d", len(event), tt.max)
 				}
-				mu.Lock()
 				sizes = append(sizes, len(ev.Records))
-				mu.Unlock()
-				return nil, nil
+				for _, r := range ev.Records {
+					order = append(order, r.MessageId)
+				}
+				// The last of each event failed.
+				return []byte(`{"batchItemFailures":[{"itemIdentifier":"` + ev.Records[len(ev.Records)-1].MessageId + `"}]}`), nil
 			})
-			window := time.Minute // only full batches are sent
-			if tt.max > 0 {
-				window = 0
-			}
-			b, err := NewBatcher(BatchConfig{Size: tt.size, Window: window, Invocations: 1, MaxPayload: tt.max}, inv)
+			b, err := NewBatcher(BatchConfig{Size: 8, MaxPayload: tt.max}, inv)
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs := make([]*message.Message, tt.n)
+			msgs := make([]*message.Message, 8)
+			var ids []string
 			for i := range msgs {
 				msgs[i] = batchMessage("m"+strconv.Itoa(i), "")
+				msgs[i].Body = strings.Repeat("x", 600)
+				ids = append(ids, msgs[i].ID)
 			}
-			if tt.max > 0 {
-				// Each message fits alone, no two fit together.
-				for _, m := range msgs {
-					m.Body = strings.Repeat("x", tt.max/2)
+			errs := b.HandleBatch(context.Background(), msgs)
+			if fmt.Sprint(sizes) != fmt.Sprint(tt.sizes) {
+				t.Errorf("events of %v records, want %v", sizes, tt.sizes)
+			}
+			if fmt.Sprint(order) != fmt.Sprint(ids) {
+				t.Errorf("sent %v, want %v", order, ids)
+			}
+			end := 0
+			for _, n := range sizes {
+				end += n
+				for i := end - n; i < end; i++ {
+					if (errs[i] != nil) != (i == end-1) {
+						t.Errorf("%s: %v; want failed only for the last of its event", msgs[i].ID, errs[i])
+					}
 				}
-			}
-			for id, err := range handleAll(b, msgs) {
-				if err != nil {
-					t.Errorf("%s: %v", id, err)
-				}
-			}
-			if len(sizes) != tt.batches {
-				t.Errorf("batches %v, want %d", sizes, tt.batches)
 			}
 		})
 	}

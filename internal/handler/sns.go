@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
@@ -69,22 +70,77 @@ func CheckTopicARN(arn string) error {
 // The envelope's message attributes become the message's attributes, along
 // with SNS-Topic-Arn and SNS-Subject. Other bodies pass through, without
 // SNS-Topic-Arn and SNS-Subject attributes of their own.
+//
+// A BatchHandler stays one: each message of a batch is unwrapped, and
+// those that fail here are left out of the batch h gets.
 func UnwrapSNS(h Handler, cfg SNSConfig, logger *zap.Logger) Handler {
-	logger = logger.Named("sns")
-	allowed := slices.Clone(cfg.TopicARNs)
-	return Func(func(ctx context.Context, msg *message.Message) error {
-		inner, ok := unwrapSNS(msg)
-		if !ok {
-			return h.Handle(ctx, withoutSNSAttributes(msg))
+	u := &snsUnwrap{next: h, allowed: slices.Clone(cfg.TopicARNs), log: logger.Named("sns")}
+	if b, ok := h.(BatchHandler); ok {
+		return snsUnwrapBatch{snsUnwrap: u, batch: b}
+	}
+	return u
+}
+
+type snsUnwrap struct {
+	next    Handler
+	allowed []string
+	log     *zap.Logger
+}
+
+type snsUnwrapBatch struct {
+	*snsUnwrap
+	batch BatchHandler
+}
+
+func (u *snsUnwrap) Handle(ctx context.Context, msg *message.Message) error {
+	inner, err := u.unwrap(msg)
+	if err != nil {
+		return err
+	}
+	return u.next.Handle(ctx, inner)
+}
+
+// HandleBatch hands the batch handler the messages that unwrap.
+func (u snsUnwrapBatch) HandleBatch(ctx context.Context, msgs []*message.Message) []error {
+	errs := make([]error, len(msgs))
+	inner := make([]*message.Message, 0, len(msgs))
+	at := make([]int, 0, len(msgs))
+	for i, msg := range msgs {
+		m, err := u.unwrap(msg)
+		if err != nil {
+			errs[i] = err
+			continue
 		}
-		topic, _ := inner.StringAttribute(snsTopicArnAttr)
-		if len(allowed) > 0 && !slices.Contains(allowed, topic) {
-			logger.Warn("SNS envelope names a topic not allowed: failing the message, which ends in the dead-letter queue if the queue has one",
-				zap.String("message_id", msg.ID), zap.String("topic_arn", topic), zap.Strings("allowed", allowed))
-			return fmt.Errorf("message %s: %w: %s", msg.ID, ErrSNSTopic, topic)
+		inner, at = append(inner, m), append(at, i)
+	}
+	if len(inner) == 0 {
+		return errs
+	}
+	got := u.batch.HandleBatch(ctx, inner)
+	for j, i := range at {
+		if j < len(got) {
+			errs[i] = got[j]
 		}
-		return h.Handle(ctx, inner)
-	})
+	}
+	return errs
+}
+
+// Batching is the batch handler's.
+func (u snsUnwrapBatch) Batching() (size int, window time.Duration) { return u.batch.Batching() }
+
+// unwrap is the message to hand on for msg, or why msg fails here.
+func (u *snsUnwrap) unwrap(msg *message.Message) (*message.Message, error) {
+	inner, ok := unwrapSNS(msg)
+	if !ok {
+		return withoutSNSAttributes(msg), nil
+	}
+	topic, _ := inner.StringAttribute(snsTopicArnAttr)
+	if len(u.allowed) > 0 && !slices.Contains(u.allowed, topic) {
+		u.log.Warn("SNS envelope names a topic not allowed: failing the message, which ends in the dead-letter queue if the queue has one",
+			zap.String("message_id", msg.ID), zap.String("topic_arn", topic), zap.Strings("allowed", u.allowed))
+		return nil, fmt.Errorf("message %s: %w: %s", msg.ID, ErrSNSTopic, topic)
+	}
+	return inner, nil
 }
 
 // withoutSNSAttributes is msg, or a copy of it without the attributes an

@@ -2,10 +2,13 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -238,5 +241,50 @@ func TestUnwrapSNSBinaryAttribute(t *testing.T) {
 	}
 	if _, ok := got.Attributes["Broken"]; ok {
 		t.Error("attribute with invalid base64 kept; want it dropped")
+	}
+}
+
+// TestUnwrapSNSBatch: around a batch handler UnwrapSNS is a batch handler
+// of the same size: the batch handler gets the messages that unwrap, in
+// order, and a message failed here gets its own error, the others theirs.
+func TestUnwrapSNSBatch(t *testing.T) {
+	t.Parallel()
+	const allowed, other = "arn:aws:sns:eu-west-1:123456789012:orders", "arn:aws:sns:eu-west-1:999999999999:evil"
+	envelope := func(topic, inner string) string {
+		return `{"Type":"Notification","MessageId":"m","TopicArn":"` + topic + `","Message":"` + inner + `"}`
+	}
+	var got []string
+	inv := invokerFunc(func(_ context.Context, event []byte) ([]byte, error) {
+		var ev events.SQSEvent
+		if err := json.Unmarshal(event, &ev); err != nil {
+			return nil, err
+		}
+		for _, r := range ev.Records {
+			got = append(got, r.Body)
+		}
+		return []byte(`{"batchItemFailures":[{"itemIdentifier":"c"}]}`), nil
+	})
+	b, err := NewBatcher(BatchConfig{Size: 5, Window: time.Second}, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := UnwrapSNS(b, SNSConfig{TopicARNs: []string{allowed}}, zap.NewNop())
+	bh, ok := h.(BatchHandler)
+	if !ok {
+		t.Fatalf("UnwrapSNS of a batch handler is a %T, not a BatchHandler", h)
+	}
+	if size, window := bh.Batching(); size != 5 || window != time.Second {
+		t.Errorf("Batching %d, %s; want the batch handler's 5, 1s", size, window)
+	}
+	msgs := []*message.Message{
+		{ID: "a", Body: envelope(allowed, "one")}, {ID: "b", Body: envelope(other, "evil")},
+		{ID: "c", Body: "plain"}, {ID: "d", Body: envelope(allowed, "two")},
+	}
+	errs := bh.HandleBatch(t.Context(), msgs)
+	if strings.Join(got, ",") != "one,plain,two" {
+		t.Errorf("batch handler got %q, want one,plain,two", got)
+	}
+	if errs[0] != nil || !errors.Is(errs[1], ErrSNSTopic) || errs[2] == nil || errs[3] != nil {
+		t.Errorf("errors %v; want nil, ErrSNSTopic, the function's failure, nil", errs)
 	}
 }

@@ -115,29 +115,6 @@ func parseQueueARN(queueURL, region string) (arn, rg string) {
 	return fmt.Sprintf("arn:%s:sqs:%s:%s:%s", partition, rg, parts[0], parts[1]), rg
 }
 
-// joinEvent is the event of records encoded by encodeRecord, byte for
-// byte what json.Marshal(events.SQSEvent{Records: …}) writes.
-func joinEvent(records [][]byte) []byte {
-	n := len(eventStart) + len(eventEnd) + len(records)
-	for _, r := range records {
-		n += len(r)
-	}
-	b := make([]byte, 0, n)
-	b = append(b, eventStart...)
-	for i, r := range records {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, r...)
-	}
-	return append(b, eventEnd...)
-}
-
-// eventSize is how many bytes records of the given sizes make as an event.
-func eventSize(recordBytes, records int) int {
-	return len(eventStart) + len(eventEnd) + recordBytes + max(records-1, 0)
-}
-
 // FunctionError is a batch whose function failed as a whole: it returned
 // an error, panicked or timed out. Every message of the batch failed.
 type FunctionError struct {

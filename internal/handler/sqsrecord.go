@@ -10,13 +10,29 @@ import (
 	"github.com/sqsworker/sqsworker/internal/message"
 )
 
-// encodeRecord is Record(msg, region) as JSON, byte for byte what
-// json.Marshal writes, without reflection: a batch handler encodes every
-// message it sends once.
-func encodeRecord(msg *message.Message, region string) []byte {
+// recordCap is about how many bytes appendRecord writes for msg, enough
+// for most messages whose attributes are few and short.
+func recordCap(msg *message.Message) int {
+	n := 400 + len(msg.Body) + len(msg.ReceiptHandle)
+	for k, v := range msg.SystemAttributes {
+		n += len(k) + len(v) + 6
+	}
+	for k, a := range msg.Attributes {
+		n += len(k) + 80
+		if a.StringValue != nil {
+			n += len(*a.StringValue)
+		}
+		n += len(a.BinaryValue) * 4 / 3
+	}
+	return n
+}
+
+// appendRecord appends Record(msg, region) as JSON to b, byte for byte
+// what json.Marshal writes, without reflection: a batch handler encodes
+// every message it sends once, into its event.
+func appendRecord(b []byte, msg *message.Message, region string) []byte {
 	sum := md5.Sum([]byte(msg.Body)) //nolint:gosec // see the import
 	arn, rg := queueARN(msg.QueueURL, region)
-	b := make([]byte, 0, 400+len(msg.Body)+len(msg.ReceiptHandle))
 	b = append(b, `{"messageId":`...)
 	b = appendString(b, msg.ID)
 	b = append(b, `,"receiptHandle":`...)

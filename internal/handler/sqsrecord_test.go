@@ -37,7 +37,7 @@ func TestEncodeRecordMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := encodeRecord(m, "eu-west-1"); string(got) != string(want) {
+		if got := appendRecord(nil, m, "eu-west-1"); string(got) != string(want) {
 			t.Errorf("string %q:\n got %s\nwant %s", s, got, want)
 		}
 	}

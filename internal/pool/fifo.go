@@ -29,36 +29,44 @@ func (p *Pool) claimGroup(msg *message.Message) (start, fenced bool) {
 }
 
 // runChain handles msg and then, on FIFO queues, the messages queued
-// behind it in its group, in order, on the same slot. When one fails the
-// rest of the group is released without running, so that SQS hands the
-// group back in order.
+// behind it in its group, in order, on the same slot.
 func (p *Pool) runChain(workCtx context.Context, msg *message.Message) {
-	for {
+	for msg != nil {
 		// SQS holds a FIFO group while one of its messages is in flight,
 		// so any message of the group received after this point comes
 		// after msg: only those received before are fenced on failure.
 		began := time.Now()
-		ok := p.process(workCtx, msg)
+		one, ok := [1]*message.Message{msg}, [1]bool{}
+		p.process(workCtx, one[:], ok[:])
 		if !p.cfg.FIFO {
 			return
 		}
-		p.mu.Lock()
-		g := p.groups[msg.GroupID]
-		if !ok || len(g.pending) == 0 || p.draining.Load() {
-			rest := g.pending
-			if ok {
-				delete(p.groups, msg.GroupID)
-			} else {
-				// Fence what this worker received of the group so far
-				// but has not read yet; SQS redelivers from the failure.
-				g.running, g.pending, g.failedAt = false, nil, began
-			}
-			p.mu.Unlock()
-			p.release(context.WithoutCancel(workCtx), rest)
-			return
-		}
-		msg = g.pending[0]
-		g.pending = g.pending[1:]
-		p.mu.Unlock()
+		msg = p.nextOfGroup(workCtx, msg, ok[0], began)
 	}
+}
+
+// nextOfGroup is the message of msg's group to run after msg, which
+// succeeded (ok) or not, since began; nil when there is none. When msg
+// failed the rest of the group is released without running, and the
+// group fenced, so that SQS hands the group back in order.
+func (p *Pool) nextOfGroup(workCtx context.Context, msg *message.Message, ok bool, began time.Time) *message.Message {
+	p.mu.Lock()
+	g := p.groups[msg.GroupID]
+	if !ok || len(g.pending) == 0 || p.draining.Load() {
+		rest := g.pending
+		if ok {
+			delete(p.groups, msg.GroupID)
+		} else {
+			// Fence what this worker received of the group so far but has
+			// not read yet; SQS redelivers from the failure.
+			g.running, g.pending, g.failedAt = false, nil, began
+		}
+		p.mu.Unlock()
+		p.release(context.WithoutCancel(workCtx), rest)
+		return nil
+	}
+	next := g.pending[0]
+	g.pending = g.pending[1:]
+	p.mu.Unlock()
+	return next
 }

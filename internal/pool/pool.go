@@ -105,10 +105,15 @@ type Pool struct {
 	in      <-chan *message.Message
 	cancel  context.CancelFunc // cancels every handler: a forced Stop
 	handler handler.Handler
-	leases  Leases
-	acker   Acker
-	log     *zap.Logger
-	metrics *metrics.Metrics
+	// batch is handler as a batch handler, nil when it takes one message
+	// a call; batchSize and batchWindow are its Batching.
+	batch       handler.BatchHandler
+	batchSize   int
+	batchWindow time.Duration
+	leases      Leases
+	acker       Acker
+	log         *zap.Logger
+	metrics     *metrics.Metrics
 	// succeeded is metrics.MessagesProcessed of outcome success, looked
 	// up once rather than for every message.
 	succeeded prometheus.Counter
@@ -151,18 +156,34 @@ func New(cfg Config, h handler.Handler, leases Leases, acker Acker, in <-chan *m
 	if cfg.CancelGrace <= 0 {
 		cfg.CancelGrace = DefaultCancelGrace
 	}
-	return &Pool{
+	slots := Slots(cfg.Concurrency, h)
+	p := &Pool{
 		cfg: cfg, in: in, handler: h, leases: leases, acker: acker, log: log.Named("pool"), metrics: m,
 		succeeded: m.MessagesProcessed.WithLabelValues(metrics.OutcomeSuccess),
 		// Our own slots decide when a message is handed over, so pond's
 		// queue (unbounded by default) never holds a message we could
 		// not release at shutdown.
-		pond:    pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency)),
-		slots:   make(chan struct{}, cfg.Concurrency),
+		pond:    pond.NewPool(slots, pond.WithQueueSize(slots)),
+		slots:   make(chan struct{}, slots),
 		drain:   make(chan struct{}),
 		groups:  make(map[string]*group),
 		running: make(map[*handlerWatch]struct{}),
 	}
+	if bh, ok := h.(handler.BatchHandler); ok {
+		p.batch = bh
+		p.batchSize, p.batchWindow = bh.Batching()
+	}
+	return p
+}
+
+// Slots is how many handler calls run at once at concurrency: with a
+// batch handler concurrency counts messages, and each call takes a batch.
+func Slots(concurrency int, h handler.Handler) int {
+	if bh, ok := h.(handler.BatchHandler); ok {
+		size, _ := bh.Batching()
+		return max(1, (concurrency+size-1)/max(size, 1))
+	}
+	return concurrency
 }
 
 // Start dispatches the messages from in to handlers until in is closed;
@@ -237,6 +258,10 @@ func (p *Pool) run(workCtx context.Context, in <-chan *message.Message) {
 		}
 		select {
 		case p.slots <- struct{}{}:
+			if p.batch != nil {
+				p.goBatch(workCtx, p.gather(workCtx, msg, in))
+				continue
+			}
 			// Go, not Submit: no future to allocate per message.
 			if err := p.pond.Go(func() {
 				defer func() { <-p.slots }()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,61 +17,107 @@ import (
 	"github.com/sqsworker/sqsworker/internal/metrics"
 )
 
-// process runs the handler on one message and settles it; it reports
-// whether the handler succeeded. A failure the downstream is to blame for
-// does not go back to SQS while the downstream is failing (each receive
-// counts toward the dead-letter queue): the message is held, its lease
-// kept alive, and run again when the gate lets it; one such failure while
-// the downstream is healthy is retried here a few times before it is.
-func (p *Pool) process(workCtx context.Context, msg *message.Message) bool {
+// process runs the handler on one message, or with a batch handler on a
+// batch, and settles each message; ok[i] reports whether msgs[i]
+// succeeded. A failure the downstream is to blame for does not go back to
+// SQS while the downstream is failing (each receive counts toward the
+// dead-letter queue): the message is held, its lease kept alive, and run
+// again when the gate lets it; one such failure while the downstream is
+// healthy is retried here a few times before it is. A batch's messages
+// that failed so are run again together, the others settled at once.
+func (p *Pool) process(workCtx context.Context, msgs []*message.Message, ok []bool) {
 	if p.draining.Load() {
-		p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
-		return false
+		p.release(context.WithoutCancel(workCtx), slices.Clone(msgs))
+		return
 	}
-	w := p.newWatch(workCtx, msg)
+	w := p.newWatch(workCtx, msgs[0], len(msgs))
 	defer w.cancel(nil)
 	ctx := w.msgCtx
-	if !p.leases.Begin(msg, w.lost) {
-		p.lost(msg, "lease lost while the message waited for a handler")
-		return false
+	// One message's slices stay on the stack.
+	var liveOne [1]int
+	var errsOne [1]error
+	live, errs := liveOne[:0], errsOne[:]
+	if len(msgs) > 1 {
+		live, errs = make([]int, 0, len(msgs)), make([]error, len(msgs))
 	}
-	for retries := 0; ; retries++ {
+	live = p.beginLeases(w, msgs, live)
+	for retries := 0; len(live) > 0; retries++ {
 		permit, err := p.acquire(ctx)
 		if err != nil {
-			p.notStarted(workCtx, msg)
-			return false
+			p.notStarted(workCtx, msgs, live)
+			return
 		}
-		took, returned, err := p.attempt(w)
-		kind := p.classify(workCtx, ctx, err)
+		if p.batch != nil {
+			w.msgs = make([]*message.Message, len(live))
+			for j, i := range live {
+				w.msgs[j] = msgs[i]
+			}
+		}
+		took, returned := p.attempt(w, errs[:len(live)])
+		kind := downstream.Ignored
+		for _, err := range errs[:len(live)] {
+			kind = max(kind, p.classify(workCtx, ctx, err))
+		}
 		hold := false
 		if permit != nil {
 			hold = permit.Done(kind)
 		}
 		if !returned {
-			// It ignored its cancellation and its message was settled
+			// It ignored its cancellation and its messages were settled
 			// without it; until now its slot stayed busy, so concurrency
 			// still bounded what ran.
 			p.metrics.HandlersHung.Dec()
-			return false
+			return
 		}
-		if kind.Downstream() && p.leases.Alive(msg) {
-			if hold {
-				if ce := p.log.Check(zap.DebugLevel, "downstream failing; holding the message"); ce != nil {
-					ce.Write(zap.String("message_id", msg.ID), zap.Error(err))
+		again, wait := live[:0], time.Duration(0)
+		for j, i := range live {
+			msg, err := msgs[i], errs[j]
+			if p.classify(workCtx, ctx, err).Downstream() && p.leases.Alive(msg) {
+				if hold {
+					if ce := p.log.Check(zap.DebugLevel, "downstream failing; holding the message"); ce != nil {
+						ce.Write(zap.String("message_id", msg.ID), zap.Error(err))
+					}
+					again = append(again, i)
+					continue
 				}
-				continue
+				if d, retry := p.localRetry(msg, retries, err); retry {
+					again, wait = append(again, i), max(wait, d)
+					continue
+				}
 			}
-			if d, ok := p.localRetry(msg, retries, err); ok {
-				if !p.sleep(ctx, d) {
-					p.notStarted(workCtx, msg)
-					return false
-				}
-				continue
+			p.leases.ObserveDuration(took)
+			ok[i] = p.settle(workCtx, ctx, msg, err)
+			if w.leave(i) {
+				w.cancel(nil)
 			}
 		}
-		p.leases.ObserveDuration(took)
-		return p.settle(workCtx, ctx, msg, err)
+		live = again
+		if len(live) > 0 && wait > 0 && !p.sleep(ctx, wait) {
+			p.notStarted(workCtx, msgs, live)
+			return
+		}
 	}
+}
+
+// beginLeases attaches the call's cancellation to each message's lease,
+// and appends to live the indexes of the messages whose lease is still
+// held.
+func (p *Pool) beginLeases(w *handlerWatch, msgs []*message.Message, live []int) []int {
+	for i, msg := range msgs {
+		cancel := w.lost
+		if p.batch != nil {
+			cancel = w.lostOf(i)
+		}
+		if !p.leases.Begin(msg, cancel) {
+			p.lost(msg, "lease lost while the message waited for a handler")
+			if w.leave(i) {
+				w.cancel(nil)
+			}
+			continue
+		}
+		live = append(live, i)
+	}
+	return live
 }
 
 // Local retries of a message whose call failed for the downstream's
@@ -130,39 +177,49 @@ func (p *Pool) sleep(ctx context.Context, d time.Duration) bool {
 	return false
 }
 
-// notStarted settles a message the gate or a local retry held when the
-// wait was cut short: released on a stop (it counts as released, not
-// failed), lost when its lease was lost (it exceeded the maximum
-// processing time while held, or its receipt handle went stale).
-func (p *Pool) notStarted(workCtx context.Context, msg *message.Message) {
-	if !p.leases.Alive(msg) {
-		p.lost(msg, "lease lost while the message was held for the downstream")
-		return
+// notStarted settles the messages msgs[i] for i in live that the gate or
+// a local retry held when the wait was cut short: released on a stop
+// (they count as released, not failed), lost when their lease was lost
+// (they exceeded the maximum processing time while held, or their receipt
+// handle went stale).
+func (p *Pool) notStarted(workCtx context.Context, msgs []*message.Message, live []int) {
+	var release []*message.Message
+	for _, i := range live {
+		if !p.leases.Alive(msgs[i]) {
+			p.lost(msgs[i], "lease lost while the message was held for the downstream")
+			continue
+		}
+		release = append(release, msgs[i])
 	}
-	p.release(context.WithoutCancel(workCtx), []*message.Message{msg})
+	p.release(context.WithoutCancel(workCtx), release)
 }
 
-// attempt runs the handler once under msg's context, with the handler
-// timeout. returned is false when the handler ignored its cancellation and
-// its watch settled the message without it.
-func (p *Pool) attempt(w *handlerWatch) (took time.Duration, returned bool, err error) {
+// attempt runs the handler once on w's messages under their context, with
+// the handler timeout, and sets each message's result in errs. returned
+// is false when the handler ignored its cancellation and its watch
+// settled the messages without it.
+func (p *Pool) attempt(w *handlerWatch, errs []error) (took time.Duration, returned bool) {
 	ctx := w.msgCtx
 	if p.cfg.HandlerTimeout > 0 {
 		var cancelTimeout context.CancelFunc
 		ctx, cancelTimeout = context.WithTimeoutCause(ctx, p.cfg.HandlerTimeout, errHandlerTimeout)
 		defer cancelTimeout()
 	}
-	p.metrics.HandlersRunning.Inc()
+	n := float64(len(errs))
+	p.metrics.HandlersRunning.Add(n)
 	start := time.Now()
 	stop := p.begin(w, ctx)
-	err = p.call(ctx, w.msg)
+	p.call(ctx, w.msgs, errs)
 	took = time.Since(start)
-	p.metrics.HandlersRunning.Dec()
-	p.metrics.HandlerDuration.Observe(took.Seconds())
-	if err != nil && errors.Is(context.Cause(ctx), errHandlerTimeout) {
-		err = fmt.Errorf("%w: %w", errHandlerTimeout, err)
+	p.metrics.HandlersRunning.Sub(n)
+	timedOut := errors.Is(context.Cause(ctx), errHandlerTimeout)
+	for i, err := range errs {
+		p.metrics.HandlerDuration.Observe(took.Seconds())
+		if err != nil && timedOut {
+			errs[i] = fmt.Errorf("%w: %w", errHandlerTimeout, err)
+		}
 	}
-	return took, p.returned(w, stop), err
+	return took, p.returned(w, stop)
 }
 
 // classify is what a call says about the downstream: nothing when the
@@ -216,12 +273,28 @@ func (p *Pool) lost(msg *message.Message, why string) {
 	p.leases.Remove(msg)
 }
 
-// call runs the handler, turning a panic into an error with its stack.
-func (p *Pool) call(ctx context.Context, msg *message.Message) (err error) {
+// call runs the handler on msgs, one message or a batch, and sets each
+// message's result in errs, turning a panic into an error with its stack.
+func (p *Pool) call(ctx context.Context, msgs []*message.Message, errs []error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
+			err := fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
+			for i := range errs {
+				errs[i] = err
+			}
 		}
 	}()
-	return p.handler.Handle(ctx, msg)
+	if p.batch == nil {
+		errs[0] = p.handler.Handle(ctx, msgs[0])
+		return
+	}
+	got := p.batch.HandleBatch(ctx, msgs)
+	if len(got) != len(msgs) {
+		err := fmt.Errorf("batch handler returned %d results for %d messages", len(got), len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+		return
+	}
+	copy(errs, got)
 }

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -20,9 +21,23 @@ type Handler interface {
 	Handle(ctx context.Context, msg *message.Message) error
 }
 
+// BatchHandler is a Handler that also takes batches, as
+// handler.BatchHandler: Wrap keeps it one.
+type BatchHandler interface {
+	Handler
+	HandleBatch(ctx context.Context, msgs []*message.Message) []error
+	Batching() (size int, window time.Duration)
+}
+
 type wrapped struct {
 	next   Handler
 	tracer trace.Tracer
+}
+
+// wrappedBatch is wrapped around a BatchHandler.
+type wrappedBatch struct {
+	*wrapped
+	batch BatchHandler
 }
 
 // Wrap runs each message through next inside a CONSUMER span named
@@ -30,13 +45,46 @@ type wrapped struct {
 // parented by and linked to the producer's trace context when the message
 // carries one. next passes on the span's context (For). With a provider
 // that records nothing (OpenTelemetry's default, no-op), the span context
-// passed on is the producer's, unchanged.
+// passed on is the producer's, unchanged. A BatchHandler stays one: each
+// message of a batch has its span, which lasts the batch's call.
 func Wrap(next Handler, tp trace.TracerProvider) Handler {
-	return &wrapped{next: next, tracer: tp.Tracer(instrumentation, trace.WithInstrumentationVersion(buildinfo.Read().Version),
+	w := &wrapped{next: next, tracer: tp.Tracer(instrumentation, trace.WithInstrumentationVersion(buildinfo.Read().Version),
 		trace.WithSchemaURL(semconv.SchemaURL))}
+	if b, ok := next.(BatchHandler); ok {
+		return wrappedBatch{wrapped: w, batch: b}
+	}
+	return w
 }
 
 func (w *wrapped) Handle(ctx context.Context, msg *message.Message) error {
+	ctx, span := w.start(ctx, msg)
+	defer span.End()
+	err := w.next.Handle(ctx, msg)
+	end(span, err)
+	return err
+}
+
+// HandleBatch calls the batch handler inside a span for each message.
+func (w wrappedBatch) HandleBatch(ctx context.Context, msgs []*message.Message) []error {
+	spans := make([]trace.Span, len(msgs))
+	for i, msg := range msgs {
+		_, spans[i] = w.start(ctx, msg)
+	}
+	errs := w.batch.HandleBatch(ctx, msgs)
+	for i, span := range spans {
+		if i < len(errs) {
+			end(span, errs[i])
+		}
+		span.End()
+	}
+	return errs
+}
+
+// Batching is the batch handler's.
+func (w wrappedBatch) Batching() (size int, window time.Duration) { return w.batch.Batching() }
+
+// start starts msg's span and returns the context that carries it.
+func (w *wrapped) start(ctx context.Context, msg *message.Message) (context.Context, trace.Span) {
 	queue := queueName(msg.QueueURL)
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindConsumer),
@@ -59,15 +107,17 @@ func (w *wrapped) Handle(ctx context.Context, msg *message.Message) error {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: producer}))
 	}
 	ctx, span := w.tracer.Start(ctx, "process "+queue, opts...)
-	defer span.End()
 	if sc := span.SpanContext(); sc.IsValid() {
 		ctx = withCarrier(ctx, carrierOf(sc))
 	}
-	err := w.next.Handle(ctx, msg)
+	return ctx, span
+}
+
+// end records err, the handler's result, on span.
+func end(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		span.SetAttributes(semconv.ErrorType(err))
 	}
-	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -224,5 +225,54 @@ func TestExporting(t *testing.T) {
 				t.Errorf("Exporting = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// batchRecorder is a batch handler that fails the messages in fail.
+type batchRecorder struct {
+	recordCarrier
+	fail map[string]bool
+}
+
+func (b *batchRecorder) HandleBatch(_ context.Context, msgs []*message.Message) []error {
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		if b.fail[m.ID] {
+			errs[i] = errors.New("failed in its batch")
+		}
+	}
+	return errs
+}
+
+func (b *batchRecorder) Batching() (int, time.Duration) { return 10, time.Second }
+
+// TestWrapKeepsABatchHandler: Wrap of a batch handler is a batch handler,
+// and each message of a batch gets its own span, with its own result.
+func TestWrapKeepsABatchHandler(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	msgs := []*message.Message{msgWith(nil, nil), msgWith(nil, nil)}
+	msgs[1].ID = "second"
+	h, ok := Wrap(&batchRecorder{fail: map[string]bool{"second": true}}, tp).(BatchHandler)
+	if !ok {
+		t.Fatal("Wrap of a batch handler is not a BatchHandler")
+	}
+	if size, window := h.Batching(); size != 10 || window != time.Second {
+		t.Errorf("Batching %d, %s; want the batch handler's", size, window)
+	}
+	errs := h.HandleBatch(context.Background(), msgs)
+	if errs[0] != nil || errs[1] == nil {
+		t.Fatalf("errors %v, want the batch handler's", errs)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want one per message", len(spans))
+	}
+	for i, s := range spans {
+		if wantErr := i == 1; (s.Status.Code == codes.Error) != wantErr {
+			t.Errorf("span %d: status %v, want error %v", i, s.Status, wantErr)
+		}
 	}
 }

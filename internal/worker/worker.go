@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg config.Pipeline, client API, h handler.Handler
 	}, client, w.leases, log, w.metrics)
 	d := cfg.Downstream
 	w.guard = downstream.New(downstream.Config{
-		Concurrency: cfg.Concurrency, DisableBreaker: !d.Breaker,
+		Concurrency: pool.Slots(cfg.Concurrency, h), DisableBreaker: !d.Breaker,
 		FailureRate: d.BreakerFailureRate, MinFailures: d.BreakerMinFailures, Window: d.BreakerWindow,
 		MaxProbeInterval: d.BreakerMaxProbeInterval, HealthURL: d.HealthURL,
 		DisableAdaptive: !d.AdaptiveConcurrency, MaxRate: d.MaxRate, MaxRateBurst: d.MaxRateBurst,
