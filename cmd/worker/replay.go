@@ -32,7 +32,7 @@ worker replay --queue orders-dlq --handler exec --exec ./handle-order --concurre
 		handlerFlags(f, &cfg)
 		batchFlags(f, &cfg.Batch)
 		f.group("Handling")
-		f.Var(&rc.Concurrency, "concurrency", "handlers running at once")
+		f.Var(&rc.Concurrency, "concurrency", "handlers running at once; with a batch handler, invocations (each of a batch)")
 		f.Var(&rc.HandlerTimeout, "handler-timeout", "cancel a handler after this long, a failure (0: no timeout)")
 		receiveFlags(f, &rc.Config)
 		return func(ctx context.Context, std stdio) error { return runReplay(ctx, std, t, cfg, rc) }

@@ -42,7 +42,7 @@ func TestReplayStopsAtTheFirstFailureThenEmptiesTheQueue(t *testing.T) {
 	fixed := newRecorder(t, nil)
 	_, stderr, code = tool(t, "", "replay", "--queue", dlq.Name, "--http-url", fixed.srv.URL, "--wait-time", "1s", "--concurrency", "4")
 	if want := fmt.Sprintf("replaying %s through the handler (each message is deleted once the handler succeeded)\n"+
-		"replay: %d messages of %s handled and deleted; %s is empty\n", dlq.URL, n-deleted, dlq.Name, dlq.Name); code != 0 || stderr != want {
+		"replay: %s of %s handled and deleted; %s is empty\n", dlq.URL, plural(n-deleted, "message"), dlq.Name, dlq.Name); code != 0 || stderr != want {
 		t.Fatalf("replay through the fixed handler: exit %d, stderr %q; want %q", code, stderr, want)
 	}
 	got, _ := fixed.snapshot()

@@ -28,7 +28,8 @@ const DefaultConcurrency = 1
 // Config configures a replay.
 type Config struct {
 	receive.Config
-	// Concurrency is how many handlers run at once. With more than one,
+	// Concurrency is how many handlers run at once; with a batch handler,
+	// how many calls, each of a batch. With more than one,
 	// the handlers running when the first fails finish: what succeeds is
 	// deleted, what fails is released too. Defaults to DefaultConcurrency.
 	Concurrency int
@@ -95,8 +96,16 @@ func Run(ctx context.Context, cfg Config, api receive.API, h handler.Handler, lo
 		return Report{}, err
 	}
 	f := &firstFailure{h: h, stop: make(chan struct{})}
-	p := pool.New(pool.Config{Concurrency: cfg.Concurrency, FIFO: cfg.FIFO, HandlerTimeout: cfg.HandlerTimeout},
-		handler.Func(f.handle), r.Leases(), r.Deleter(), r.Messages(), log, r.Metrics())
+	var ph handler.Handler = handler.Func(f.handle)
+	concurrency := cfg.Concurrency
+	if b, ok := h.(handler.BatchHandler); ok {
+		// Concurrency calls at once, each of a batch.
+		ph = batchFirstFailure{firstFailure: f, batch: b}
+		size, _ := b.Batching()
+		concurrency *= size
+	}
+	p := pool.New(pool.Config{Concurrency: concurrency, FIFO: cfg.FIFO, HandlerTimeout: cfg.HandlerTimeout},
+		ph, r.Leases(), r.Deleter(), r.Messages(), log, r.Metrics())
 	if err := r.Start(ctx); err != nil {
 		return Report{}, err
 	}
@@ -152,7 +161,12 @@ type firstFailure struct {
 }
 
 func (f *firstFailure) handle(ctx context.Context, msg *message.Message) error {
-	err := f.h.Handle(ctx, msg)
+	return f.failedOn(msg, f.h.Handle(ctx, msg))
+}
+
+// failedOn is the result of msg for the pool: nil when err is, else err
+// released at once, the first such one stopping the run.
+func (f *firstFailure) failedOn(msg *message.Message, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -165,6 +179,29 @@ func (f *firstFailure) handle(ctx context.Context, msg *message.Message) error {
 	f.mu.Unlock()
 	return &handler.RetryAfterError{After: 0, Err: err}
 }
+
+// batchFirstFailure is firstFailure around a batch handler: the pool
+// hands it batches, and each message's failure counts as one.
+type batchFirstFailure struct {
+	*firstFailure
+	batch handler.BatchHandler
+}
+
+func (f batchFirstFailure) Handle(ctx context.Context, msg *message.Message) error {
+	return f.handle(ctx, msg)
+}
+
+func (f batchFirstFailure) HandleBatch(ctx context.Context, msgs []*message.Message) []error {
+	errs := f.batch.HandleBatch(ctx, msgs)
+	for i, err := range errs {
+		if i < len(msgs) {
+			errs[i] = f.failedOn(msgs[i], err)
+		}
+	}
+	return errs
+}
+
+func (f batchFirstFailure) Batching() (size int, window time.Duration) { return f.batch.Batching() }
 
 func (f *firstFailure) first() *Failure {
 	f.mu.Lock()

@@ -78,3 +78,71 @@ func TestReplayStopsAtTheFirstFailureThenAFixedHandlerEmptiesTheQueue(t *testing
 		t.Errorf("after the fixed replay the queue holds %+v, want nothing", d)
 	}
 }
+
+// batches is a batch handler of size that records its batches and fails
+// the bodies fail names.
+type batches struct {
+	size  int
+	fail  map[string]bool
+	mu    sync.Mutex
+	sizes []int
+	seen  map[string]int
+}
+
+func (b *batches) Handle(ctx context.Context, msg *message.Message) error {
+	return b.HandleBatch(ctx, []*message.Message{msg})[0]
+}
+
+func (b *batches) HandleBatch(_ context.Context, msgs []*message.Message) []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sizes = append(b.sizes, len(msgs))
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		b.seen[m.Body]++
+		if b.fail[m.Body] {
+			errs[i] = errors.New("refused in its batch")
+		}
+	}
+	return errs
+}
+
+func (b *batches) Batching() (int, time.Duration) { return b.size, 0 }
+
+// TestReplayBatches: with a batch handler the replay hands it batches, at
+// most its size each, and a message failed in a batch stops the run as
+// any failure does, named, and still in the queue.
+func TestReplayBatches(t *testing.T) {
+	t.Parallel()
+	const n = 50
+	dlq := tooltest.CreateQueue(t, server, "replay-batches", sqstest.QueueOptions{})
+	if err := server.SendBodies(t.Context(), dlq.URL, tooltest.Bodies("batch", n), nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := replay.Config{Config: receive.Config{QueueURL: dlq.URL, WaitTime: time.Second}}
+	b := &batches{size: 10, seen: map[string]int{}}
+	report, err := replay.Run(t.Context(), cfg, server.Client(), b, tooltest.Log(t))
+	if err != nil || report.Deleted != n {
+		t.Fatalf("replay: %v, report %+v; want all %d deleted", err, report, n)
+	}
+	most := 0
+	for _, s := range b.sizes {
+		most = max(most, s)
+	}
+	if most < 2 || most > b.size || len(b.seen) != n {
+		t.Errorf("batches %v for %d messages: want batches of up to %d", b.sizes, len(b.seen), b.size)
+	}
+
+	if err := server.SendBodies(t.Context(), dlq.URL, tooltest.Bodies("again", n), nil); err != nil {
+		t.Fatal(err)
+	}
+	b = &batches{size: 10, seen: map[string]int{}, fail: map[string]bool{"again-7": true}}
+	report, err = replay.Run(t.Context(), cfg, server.Client(), b, tooltest.Log(t))
+	var f *replay.Failure
+	if !errors.As(err, &f) || report.Failed != 1 {
+		t.Fatalf("replay with a message failed in its batch: %v, report %+v; want that failure", err, report)
+	}
+	if d := tooltest.Counts(t, server, dlq.URL); d.Visible != int64(n-report.Deleted) {
+		t.Errorf("after the failure the queue holds %+v, want the %d not deleted visible", d, n-report.Deleted)
+	}
+}
