@@ -55,6 +55,8 @@ func TestBadInputOneClearLine(t *testing.T) {
 		{name: "bad env value", args: []string{"--queue-url", q.URL}, env: []string{"SQSWORKER_CONCURRENCY=lots"}, wantCode: 2, wantErr: "SQSWORKER_CONCURRENCY"},
 		{name: "lambda without function", args: []string{"--queue-url", q.URL, "--handler", "lambda"}, wantCode: 2, wantErr: "--lambda-function is required with the lambda handler"},
 		{name: "fifo batch too large", args: []string{"--queue-url", q.URL + ".fifo", "--handler", "lambda", "--lambda-function", "f", "--batch-size", "11"}, wantCode: 2, wantErr: "--batch-size is 11: it must be between 1 and 10 on a FIFO queue"},
+		{name: "batches hold too many messages", args: []string{"--queue-url", q.URL, "--handler", "lambda", "--lambda-function", "f", "--batch-size", "2000", "--concurrency", "16"}, wantCode: 2,
+			wantErr: "--batch-size is 2000, and with --concurrency 16 the worker would hold 32000 messages at once: at most 10000; lower either"},
 		{name: "batch window too long", args: []string{"--queue-url", q.URL, "--handler", "lambda", "--lambda-function", "f", "--batch-window", "6m"}, wantCode: 2, wantErr: "--batch-window is 6m0s: it must be between 0"},
 		{name: "lambda function with http handler", args: []string{"--queue-url", q.URL, "--http-url", "http://127.0.0.1:1/", "--lambda-function", "f"}, wantCode: 2, wantErr: "--lambda-function is set but --handler is http"},
 		{name: "unknown subcommand", args: []string{"frobnicate"}, wantCode: 2, wantErr: `unknown subcommand "frobnicate"`},

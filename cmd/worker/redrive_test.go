@@ -84,6 +84,10 @@ func TestReadingToolsBadInputOneClearLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fifo, err := server.CreateQueue(t.Context(), "reading-bad-fifo", sqstest.QueueOptions{FIFO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sources []string
 	for _, name := range []string{shared.Name + "-a", shared.Name + "-b"} {
 		if _, err := server.Client().CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
@@ -119,6 +123,10 @@ func TestReadingToolsBadInputOneClearLine(t *testing.T) {
 		{"replay no handler url", []string{"replay", "--queue", q.Name}, 2, "--http-url is required with the http handler"},
 		{"replay unknown queue", []string{"replay", "--queue", "no-such-dlq", "--http-url", "http://127.0.0.1:1/"}, 1, "queue no-such-dlq does not exist"},
 		{"replay concurrency 0", []string{"replay", "--queue", q.Name, "--http-url", "http://127.0.0.1:1/", "--concurrency", "-2"}, 2, "--concurrency is -2"},
+		{"replay FIFO batch too large", []string{"replay", "--queue", fifo.Name, "--handler", "lambda", "--lambda-function", "f", "--batch-size", "11"}, 2,
+			"--batch-size is 11: it must be between 1 and 10 on a FIFO queue"},
+		{"replay batches hold too many", []string{"replay", "--queue", q.Name, "--http-url", "http://127.0.0.1:1/", "--http-batch-size", "5000", "--concurrency", "3"}, 2,
+			"--http-batch-size is 5000, and with --concurrency 3 the worker would hold 15000 messages at once"},
 	}
 	t.Run("each", func(t *testing.T) {
 		for _, tt := range tests {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ func runReplay(ctx context.Context, std stdio, t target, cfg config.Config, rc r
 	if err := rc.Validate(); err != nil {
 		return usageErr(err)
 	}
+	cfg.Concurrency = cmp.Or(rc.Concurrency, replay.DefaultConcurrency)
 	if err := cfg.ValidateHandler(); err != nil {
 		return usageErr(err)
 	}
@@ -50,12 +52,17 @@ func runReplay(ctx context.Context, std stdio, t target, cfg config.Config, rc r
 	if err != nil {
 		return err
 	}
+	// Again with the queue: a FIFO queue's batches are smaller.
+	if cfg.QueueURL = q.URL; isFIFO(q) {
+		if err := cfg.ValidateHandler(); err != nil {
+			return usageErr(err)
+		}
+	}
 	log, err := toolLog()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	cfg.Concurrency = rc.Concurrency
 	h, err := newHandler(cfg, log)
 	if err != nil {
 		return err

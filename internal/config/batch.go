@@ -58,6 +58,22 @@ func (b *Batch) Size(handlerKind string) int {
 // validateBatch checks Batch for c's handler. done is true when the
 // handler is lambda, which it validated whole.
 func (c *Config) validateBatch() (done bool, err error) {
+	if done, err = c.validateBatchFields(); err != nil {
+		return done, err
+	}
+	// The pipeline holds every message of every invocation in flight.
+	if size := c.Batch.Size(c.Handler); size > 0 && c.Concurrency*size > MaxConcurrency {
+		field := "HTTPBatchSize"
+		if c.Handler == "lambda" {
+			field = "BatchSize"
+		}
+		return done, invalid(field, "is %d, and with {Concurrency} %d the worker would hold %d messages at once: at most %d; lower either",
+			size, c.Concurrency, c.Concurrency*size, MaxConcurrency)
+	}
+	return done, nil
+}
+
+func (c *Config) validateBatchFields() (done bool, err error) {
 	b := &c.Batch
 	fifo := c.FIFO()
 	maxSize := handler.MaxBatchSize

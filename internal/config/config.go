@@ -16,6 +16,10 @@ import (
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
+// MaxConcurrency is the most messages the pipeline runs at once: handlers,
+// or with a batch handler the messages of every invocation in flight.
+const MaxConcurrency = 10000
+
 // Defaults. Each is the value a field takes when it is left zero.
 const (
 	DefaultConcurrency         = 16

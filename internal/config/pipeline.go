@@ -156,7 +156,7 @@ func (c *Pipeline) Validate() error {
 		field     string
 		v, lo, hi int
 	}{
-		{"Concurrency", c.Concurrency, 1, 10000},
+		{"Concurrency", c.Concurrency, 1, MaxConcurrency},
 		{"Fetchers", c.Fetchers, 0, 1000},
 		{"Prefetch", c.Prefetch, DefaultPrefetch, 100000},
 		{"MaxMessages", c.MaxMessages, 0, 1 << 40},
