@@ -24,7 +24,7 @@ func TestGCPercentFor(t *testing.T) {
 		{name: "small heap: goal at the floor", live: 3 * mib, roots: 9 * mib / 2, want: 200},
 		{name: "rounded down to 25", live: 2 * mib, roots: 9 * mib / 2, want: 225},
 		{name: "1,000 handlers' stacks, little heap: goal at the floor", live: 1 * mib, roots: 176 * mib / 10, want: 75},
-		{name: "large stacks: loaded", live: 4 * mib, roots: 30 * mib, want: loadedGCPercent},
+		{name: "large stacks: loaded", live: 4 * mib, roots: 60 * mib, want: loadedGCPercent},
 		{name: "large heap: loaded", live: 200 * mib, roots: 4 * mib, want: loadedGCPercent},
 	}
 	for _, tt := range tests {
