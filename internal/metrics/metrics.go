@@ -111,7 +111,7 @@ func NewFor(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"outcome"}),
 		HandlerDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sqsworker_handler_duration_seconds",
-			Help:    "Time the handler took per message.",
+			Help:    "Time the handler took per message; each message of a batch counts its batch's call.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
 		}),
 		MessagesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -124,7 +124,7 @@ func NewFor(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		HandlersRunning: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_handlers_running",
-			Help: "Handlers running now.",
+			Help: "Messages whose handler is running now; a batch's call counts each of its messages.",
 		}),
 		HandlersHung: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sqsworker_handlers_hung",

@@ -27,6 +27,7 @@ func (p *Pool) gather(workCtx context.Context, first *message.Message, in <-chan
 			window.Stop()
 		}
 	}()
+	defer func() { p.metrics.MessagesBuffered.Set(float64(len(in))) }()
 	for len(batch) < p.batchSize {
 		var msg *message.Message
 		var ok bool
