@@ -52,7 +52,7 @@ func tuneGC(floor, minRoots uint64) (stop func()) {
 		return func() {}
 	}
 	t := &gcTuner{floor: floor, minRoots: minRoots, percent: -1, samples: []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/gc/scan/globals:bytes"},
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
 	}}
 	t.mu.Lock()
 	t.tune()
@@ -106,7 +106,9 @@ func (t *gcTuner) tune() {
 // gcPercentFor is the GOGC whose heap goal is floor, never below
 // loadedGCPercent and at most maxGCPercent, rounded down to a multiple of
 // 25 so that small changes change nothing. The runtime's goal is live + (live + roots) ×
-// GOGC/100, where roots are the goroutine stacks and the globals.
+// GOGC/100, where roots are the goroutine stacks and the globals the last
+// collection scanned (not the memory the stacks take, often several times
+// that, which would set the goal well below floor).
 func gcPercentFor(live, roots, floor uint64) int {
 	if live >= floor {
 		return loadedGCPercent

@@ -90,3 +90,32 @@ func TestTuneGCAfterCollections(t *testing.T) {
 		t.Errorf("GOGC after stop and collections = %d, want %d as set: the tuner still runs", got, someoneElses)
 	}
 }
+
+// TestTuneGCGoalAtTheFloor: below the floor, the tuner puts the runtime's
+// heap goal at the floor (within one rounding step), counting the roots
+// as the collector does: the stacks and globals it scanned.
+func TestTuneGCGoalAtTheFloor(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: tuneGC leaves it alone")
+	}
+	read := func(name string) uint64 {
+		s := []metrics.Sample{{Name: name}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(baseGCPercent))
+	// A live heap large enough that the runtime's least goal (4 MiB ×
+	// GOGC/100) is not the one it takes.
+	held := make([]byte, 32<<20)
+	runtime.GC()
+	live := read("/gc/heap/live:bytes")
+	base := live + read("/gc/scan/stack:bytes") + read("/gc/scan/globals:bytes")
+	floor := live + 3*base // GOGC 300
+	stop := tuneGC(floor, 0)
+	defer stop()
+	goal, step := read("/gc/heap/goal:bytes"), base/4
+	if goal+step < floor || goal > floor+step {
+		t.Errorf("heap goal %d KiB, want the floor %d KiB within %d KiB", goal>>10, floor>>10, step>>10)
+	}
+	runtime.KeepAlive(held)
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/sqsworker/sqsworker"
 	"github.com/sqsworker/sqsworker/internal/config"
 	"github.com/sqsworker/sqsworker/internal/handler"
+	"github.com/sqsworker/sqsworker/internal/pool"
 	"github.com/sqsworker/sqsworker/internal/sqsapi"
 	"github.com/sqsworker/sqsworker/internal/tracing"
 )
@@ -90,7 +91,8 @@ func runWorker(ctx context.Context, cfg config.Config, later <-chan os.Signal) e
 		zap.Int("fetchers", cfg.Fetchers), zap.Int("max_fetchers", cfg.MaxFetchers()),
 		zap.Int("in_flight_limit", cfg.InFlightLimit()), zap.Bool("fifo", cfg.FIFO()),
 		zap.String("metrics_addr", srv.metricsAddr()), zap.String("pprof_addr", srv.pprofAddr()))
-	defer tuneGC(gcHeapFloor, uint64(cfg.Concurrency)*handlerStackBytes)()
+	// A slot is one handler call: one message, or one batch's invocation.
+	defer tuneGC(gcHeapFloor, uint64(pool.Slots(cfg.Concurrency, h))*handlerStackBytes)()
 	return serve(ctx, w, srv, later, log)
 }
 
