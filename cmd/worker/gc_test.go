@@ -37,18 +37,27 @@ func TestGCPercentFor(t *testing.T) {
 	}
 }
 
+// skipWhenGOGCSet skips a test of the tuner, which leaves a GOGC set in
+// the environment alone.
+func skipWhenGOGCSet(t *testing.T) {
+	t.Helper()
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: tuneGC leaves it alone")
+	}
+}
+
+// read is the runtime metric name's value.
+func read(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // TestTuneGCAfterCollections: the tuner sets GOGC at start and again
 // after the collections that find the live heap changed, and once stopped
 // sets the base and leaves GOGC alone.
 func TestTuneGCAfterCollections(t *testing.T) {
-	if _, set := os.LookupEnv("GOGC"); set {
-		t.Skip("GOGC is set: tuneGC leaves it alone")
-	}
-	read := func(name string) uint64 {
-		s := []metrics.Sample{{Name: name}}
-		metrics.Read(s)
-		return s[0].Value.Uint64()
-	}
+	skipWhenGOGCSet(t)
 	gogc := func() int { return int(read("/gc/gogc:percent")) }
 	defer debug.SetGCPercent(debug.SetGCPercent(baseGCPercent))
 	runtime.GC()
@@ -95,14 +104,7 @@ func TestTuneGCAfterCollections(t *testing.T) {
 // heap goal at the floor (within one rounding step), counting the roots
 // as the collector does: the stacks and globals it scanned.
 func TestTuneGCGoalAtTheFloor(t *testing.T) {
-	if _, set := os.LookupEnv("GOGC"); set {
-		t.Skip("GOGC is set: tuneGC leaves it alone")
-	}
-	read := func(name string) uint64 {
-		s := []metrics.Sample{{Name: name}}
-		metrics.Read(s)
-		return s[0].Value.Uint64()
-	}
+	skipWhenGOGCSet(t)
 	defer debug.SetGCPercent(debug.SetGCPercent(baseGCPercent))
 	// A live heap large enough that the runtime's least goal (4 MiB ×
 	// GOGC/100) is not the one it takes.
