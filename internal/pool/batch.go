@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 )
 
@@ -12,6 +13,16 @@ import (
 // and they belong in one call, as Lambda's event source mapping sends a
 // receive's messages together.
 const gatherWindow = time.Millisecond
+
+// Slots is how many handler calls run at once at concurrency: with a
+// batch handler concurrency counts messages, and each call takes a batch.
+func Slots(concurrency int, h handler.Handler) int {
+	if bh, ok := h.(handler.BatchHandler); ok {
+		size, _ := bh.Batching()
+		return max(1, (concurrency+size-1)/max(size, 1))
+	}
+	return concurrency
+}
 
 // gather makes a batch of first and the messages that follow it from in,
 // up to the batch size, waiting for them at most the batch window (and

@@ -40,16 +40,25 @@ func TestPoolBatches(t *testing.T) {
 	var sizes []int
 	seen := map[string]int{}
 	running, most := 0, 0
+	// The first call waits for a second to start, so that two run at once.
+	two := make(chan struct{})
+	var twoOnce sync.Once
 	h := batchFunc{size: size, window: time.Minute, f: func(_ context.Context, msgs []*message.Message) []error {
 		mu.Lock()
 		running++
 		most = max(most, running)
+		if running == 2 {
+			twoOnce.Do(func() { close(two) })
+		}
 		sizes = append(sizes, len(msgs))
 		for _, m := range msgs {
 			seen[m.ID]++
 		}
 		mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-two:
+		case <-time.After(time.Second):
+		}
 		mu.Lock()
 		running--
 		mu.Unlock()

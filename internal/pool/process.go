@@ -15,6 +15,7 @@ import (
 	"github.com/sqsworker/sqsworker/internal/handler"
 	"github.com/sqsworker/sqsworker/internal/message"
 	"github.com/sqsworker/sqsworker/internal/metrics"
+	"github.com/sqsworker/sqsworker/internal/sqsapi"
 )
 
 // process runs the handler on one message, or with a batch handler on a
@@ -297,4 +298,69 @@ func (p *Pool) call(ctx context.Context, msgs []*message.Message, errs []error) 
 		return
 	}
 	copy(errs, got)
+}
+
+// settle ends msg's lease by its handler's result: delete on success,
+// retry after a delay on failure, release on a forced shutdown, nothing
+// (but counting) when the lease was lost. It reports success.
+func (p *Pool) settle(workCtx, ctx context.Context, msg *message.Message, err error) bool {
+	bg := p.settleCtx
+	switch {
+	case err == nil && p.leases.Alive(msg):
+		if derr := p.acker.Delete(bg, msg); derr != nil {
+			p.lost(msg, "delete could not be queued")
+			return false
+		}
+		p.leases.Handled(msg)
+		p.succeeded.Inc()
+		return true
+	case err == nil || !p.leases.Alive(msg):
+		p.lost(msg, "lease lost while the handler ran; not deleting with a stale receipt handle")
+		return false
+	case workCtx.Err() != nil:
+		// Forced shutdown: hand the message back now rather than leave it
+		// invisible until a retry delay passes.
+		p.release(bg, []*message.Message{msg})
+		return false
+	}
+
+	if reason, ok := handler.DeadLetterReason(err); ok && p.deadLetter(bg, msg, reason) {
+		return false
+	}
+
+	outcome := metrics.OutcomeFailure
+	switch {
+	case errors.Is(err, errPanic):
+		outcome = metrics.OutcomePanic
+	case errors.Is(err, errHandlerTimeout):
+		outcome = metrics.OutcomeTimeout
+	}
+	delay, asked := handler.RetryAfter(err)
+	if !asked {
+		delay = backoff.Exponential(msg.ReceiveCount, p.cfg.RetryBackoffMin, p.cfg.RetryBackoffMax)
+	}
+	delay = min(delay, sqsapi.MaxVisibility-time.Since(msg.FirstReceivedAt))
+	last := p.cfg.MaxReceiveCount > 0 && msg.ReceiveCount >= p.cfg.MaxReceiveCount
+	if last {
+		delay = 0
+	}
+	p.metrics.MessagesProcessed.WithLabelValues(outcome).Inc()
+	fields := []zap.Field{zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount),
+		zap.String("outcome", outcome), zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Error(err)}
+	switch {
+	case last:
+		p.log.Warn("handler failed on the message's last receive; releasing it now so SQS moves it to the dead-letter queue", fields...)
+	case outcome == metrics.OutcomePanic:
+		p.log.Error("handler panicked; will retry the message", fields...)
+	case downstream.Classify(err).Downstream():
+		// The downstream's failure, not the message's: the breaker's
+		// state changes are the lines to read, not one per message.
+		p.log.Debug("downstream failed; will retry the message", fields...)
+	default:
+		p.log.Info("handler failed; will retry the message", fields...)
+	}
+	rctx, cancelRetry := context.WithTimeout(bg, p.cfg.ChangeTimeout)
+	defer cancelRetry()
+	p.leases.Retry(rctx, msg, max(delay, 0))
+	return false
 }
